@@ -1,0 +1,314 @@
+//! Requests, their subjects (with keys) and their grants (subject × instance).
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+use super::models::{GrantRow, RequestRow, SubjectRow};
+use super::schema::{grants, request_subjects, requests};
+use super::{DbConnection, DbResult};
+use crate::domain::{GrantStatus, RequestStatus};
+
+pub fn insert(
+    conn: &mut DbConnection,
+    request: &RequestRow,
+    subjects: &[SubjectRow],
+    grant_rows: &[GrantRow],
+) -> DbResult<()> {
+    diesel::insert_into(requests::table)
+        .values(request)
+        .execute(conn)?;
+    for subject in subjects {
+        diesel::insert_into(request_subjects::table)
+            .values(subject)
+            .execute(conn)?;
+    }
+    // Batch inserts do not compile on the multi-backend connection; dispatch per backend.
+    for chunk in grant_rows.chunks(200) {
+        match conn {
+            DbConnection::Postgres(c) => {
+                diesel::insert_into(grants::table)
+                    .values(chunk)
+                    .execute(c)?;
+            }
+            DbConnection::Sqlite(c) => {
+                diesel::insert_into(grants::table)
+                    .values(chunk)
+                    .execute(c)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+pub fn get(conn: &mut DbConnection, id: &str) -> DbResult<Option<RequestRow>> {
+    Ok(requests::table
+        .find(id)
+        .select(RequestRow::as_select())
+        .first(conn)
+        .optional()?)
+}
+
+pub fn subjects(conn: &mut DbConnection, request_id: &str) -> DbResult<Vec<SubjectRow>> {
+    Ok(request_subjects::table
+        .filter(request_subjects::request_id.eq(request_id))
+        .order(request_subjects::subject.asc())
+        .select(SubjectRow::as_select())
+        .load(conn)?)
+}
+
+pub fn grants(conn: &mut DbConnection, request_id: &str) -> DbResult<Vec<GrantRow>> {
+    Ok(grants::table
+        .filter(grants::request_id.eq(request_id))
+        .order((grants::subject.asc(), grants::instance_id.asc()))
+        .select(GrantRow::as_select())
+        .load(conn)?)
+}
+
+/// Moves a request from one of `from` to `to`. Returns false when it was not in one of `from` (somebody
+/// else moved it first), so that callers can answer 409 and transitions stay idempotent.
+pub fn set_status(
+    conn: &mut DbConnection,
+    id: &str,
+    from: &[RequestStatus],
+    to: RequestStatus,
+    now: NaiveDateTime,
+) -> DbResult<bool> {
+    let from: Vec<&str> = from.iter().map(|s| s.as_str()).collect();
+    let changed = diesel::update(
+        requests::table
+            .find(id)
+            .filter(requests::status.eq_any(from)),
+    )
+    .set((
+        requests::status.eq(to.as_str()),
+        requests::updated_at.eq(now),
+    ))
+    .execute(conn)?;
+    Ok(changed == 1)
+}
+
+pub fn set_decision(
+    conn: &mut DbConnection,
+    id: &str,
+    by: &str,
+    at: NaiveDateTime,
+    comment: Option<&str>,
+) -> DbResult<()> {
+    diesel::update(requests::table.find(id))
+        .set((
+            requests::decided_by.eq(Some(by)),
+            requests::decided_at.eq(Some(at)),
+            requests::decision_comment.eq(comment),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+pub fn set_expires_at(conn: &mut DbConnection, id: &str, at: NaiveDateTime) -> DbResult<()> {
+    diesel::update(requests::table.find(id))
+        .set(requests::expires_at.eq(Some(at)))
+        .execute(conn)?;
+    Ok(())
+}
+
+pub fn set_activated_at(conn: &mut DbConnection, id: &str, at: NaiveDateTime) -> DbResult<()> {
+    diesel::update(requests::table.find(id))
+        .set(requests::activated_at.eq(Some(at)))
+        .execute(conn)?;
+    Ok(())
+}
+
+pub fn set_ended(
+    conn: &mut DbConnection,
+    id: &str,
+    at: NaiveDateTime,
+    by: Option<&str>,
+) -> DbResult<()> {
+    diesel::update(requests::table.find(id))
+        .set((requests::ended_at.eq(Some(at)), requests::ended_by.eq(by)))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Stores a subject's freshly generated key pair unless one is already there (a resumed grant keeps
+/// the key it generated first). Returns whether this call stored it.
+pub fn store_key(
+    conn: &mut DbConnection,
+    request_id: &str,
+    subject: &str,
+    public_key: &str,
+    private_key_sealed: &str,
+) -> DbResult<bool> {
+    let stored = diesel::update(
+        request_subjects::table
+            .find((request_id, subject))
+            .filter(request_subjects::public_key.is_null()),
+    )
+    .set((
+        request_subjects::public_key.eq(Some(public_key)),
+        request_subjects::private_key_sealed.eq(Some(private_key_sealed)),
+    ))
+    .execute(conn)?;
+    Ok(stored == 1)
+}
+
+/// Takes the sealed private key out of storage: returns it and wipes it in one step, so that it is
+/// handed out at most once even when two calls race.
+pub fn take_private_key(
+    conn: &mut DbConnection,
+    request_id: &str,
+    subject: &str,
+    now: NaiveDateTime,
+) -> DbResult<Option<String>> {
+    conn.transaction(|conn| {
+        let sealed: Option<Option<String>> = request_subjects::table
+            .find((request_id, subject))
+            .select(request_subjects::private_key_sealed)
+            .first(conn)
+            .optional()?;
+        let Some(Some(sealed)) = sealed else {
+            return Ok(None);
+        };
+        let taken = diesel::update(
+            request_subjects::table
+                .find((request_id, subject))
+                .filter(request_subjects::private_key_sealed.eq(&sealed)),
+        )
+        .set((
+            request_subjects::private_key_sealed.eq(None::<String>),
+            request_subjects::key_collected_at.eq(Some(now)),
+        ))
+        .execute(conn)?;
+        Ok((taken == 1).then_some(sealed))
+    })
+}
+
+/// Wipes every private key of a request that has not been collected.
+pub fn wipe_private_keys(conn: &mut DbConnection, request_id: &str) -> DbResult<usize> {
+    Ok(diesel::update(
+        request_subjects::table
+            .filter(request_subjects::request_id.eq(request_id))
+            .filter(request_subjects::private_key_sealed.is_not_null()),
+    )
+    .set(request_subjects::private_key_sealed.eq(None::<String>))
+    .execute(conn)?)
+}
+
+/// Sets the status of grants (all of one subject's grants in `instance_ids`) and the command that
+/// acts on them.
+pub fn set_grants(
+    conn: &mut DbConnection,
+    request_id: &str,
+    subject: &str,
+    instance_ids: &[String],
+    status: GrantStatus,
+    command_id: Option<&str>,
+    sent_at: Option<NaiveDateTime>,
+    now: NaiveDateTime,
+) -> DbResult<()> {
+    diesel::update(
+        grants::table
+            .filter(grants::request_id.eq(request_id))
+            .filter(grants::subject.eq(subject))
+            .filter(grants::instance_id.eq_any(instance_ids)),
+    )
+    .set((
+        grants::status.eq(status.as_str()),
+        grants::command_id.eq(command_id),
+        grants::sent_at.eq(sent_at),
+        grants::last_error.eq(None::<String>),
+        grants::updated_at.eq(now),
+    ))
+    .execute(conn)?;
+    Ok(())
+}
+
+/// Records the final outcome of one grant's command.
+pub fn finish_grant(
+    conn: &mut DbConnection,
+    request_id: &str,
+    subject: &str,
+    instance_id: &str,
+    status: GrantStatus,
+    error: Option<&str>,
+    now: NaiveDateTime,
+) -> DbResult<()> {
+    diesel::update(grants::table.find((request_id, subject, instance_id)))
+        .set((
+            grants::status.eq(status.as_str()),
+            grants::last_error.eq(error),
+            grants::updated_at.eq(now),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct ListFilter {
+    pub status: Option<String>,
+    pub environment: Option<String>,
+    /// Only requests that ask access for this subject or were made by them.
+    pub person: Option<String>,
+    /// Keyset cursor: only requests older than (created_at, id).
+    pub before: Option<(NaiveDateTime, String)>,
+    pub limit: i64,
+}
+
+/// Requests the caller may see: those they made, those that grant them access, and those of the
+/// environments they approve. Newest first; one extra row tells whether another page follows.
+pub fn list_visible(
+    conn: &mut DbConnection,
+    user: &str,
+    approver_of: &[String],
+    filter: &ListFilter,
+) -> DbResult<Vec<RequestRow>> {
+    let as_subject = request_subjects::table
+        .filter(request_subjects::subject.eq(user.to_owned()))
+        .select(request_subjects::request_id);
+    let mut query = requests::table
+        .filter(
+            requests::requester
+                .eq(user.to_owned())
+                .or(requests::id.eq_any(as_subject))
+                .or(requests::environment.eq_any(approver_of.to_vec())),
+        )
+        .into_boxed();
+    if let Some(status) = &filter.status {
+        query = query.filter(requests::status.eq(status.clone()));
+    }
+    if let Some(env) = &filter.environment {
+        query = query.filter(requests::environment.eq(env.clone()));
+    }
+    if let Some(person) = &filter.person {
+        let for_person = request_subjects::table
+            .filter(request_subjects::subject.eq(person.clone()))
+            .select(request_subjects::request_id);
+        query = query.filter(
+            requests::requester
+                .eq(person.clone())
+                .or(requests::id.eq_any(for_person)),
+        );
+    }
+    if let Some((at, id)) = &filter.before {
+        query = query.filter(
+            requests::created_at.lt(*at).or(requests::created_at
+                .eq(*at)
+                .and(requests::id.lt(id.clone()))),
+        );
+    }
+    Ok(query
+        .order((requests::created_at.desc(), requests::id.desc()))
+        .limit(filter.limit + 1)
+        .select(RequestRow::as_select())
+        .load(conn)?)
+}
+
+/// Whether `subject` is one of the request's subjects.
+pub fn is_subject(conn: &mut DbConnection, request_id: &str, subject: &str) -> DbResult<bool> {
+    let n: i64 = request_subjects::table
+        .filter(request_subjects::request_id.eq(request_id))
+        .filter(request_subjects::subject.eq(subject))
+        .count()
+        .get_result(conn)?;
+    Ok(n > 0)
+}

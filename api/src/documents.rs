@@ -1,0 +1,381 @@
+//! The SSM Command documents of `ssm-documents/`, compiled into the binary, staged into SSM, and
+//! rendered the way SSM renders them (for tests and the `documents render` subcommand).
+
+use std::collections::BTreeMap;
+use std::sync::LazyLock;
+
+use regex::Regex;
+use serde::Deserialize;
+
+use crate::aws::{AwsError, DocumentStore};
+
+/// A document Gatekeeper owns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DocumentKind {
+    LinuxCreateUser,
+    LinuxRemoveUser,
+}
+
+impl DocumentKind {
+    pub const ALL: [DocumentKind; 2] =
+        [DocumentKind::LinuxCreateUser, DocumentKind::LinuxRemoveUser];
+
+    /// The document's name in SSM, after the configured prefix.
+    pub fn suffix(self) -> &'static str {
+        match self {
+            DocumentKind::LinuxCreateUser => "LinuxCreateUser",
+            DocumentKind::LinuxRemoveUser => "LinuxRemoveUser",
+        }
+    }
+
+    pub fn file_name(self) -> &'static str {
+        match self {
+            DocumentKind::LinuxCreateUser => "linux-create-user.yaml",
+            DocumentKind::LinuxRemoveUser => "linux-remove-user.yaml",
+        }
+    }
+
+    pub fn content(self) -> &'static str {
+        match self {
+            DocumentKind::LinuxCreateUser => {
+                include_str!("../../ssm-documents/linux-create-user.yaml")
+            }
+            DocumentKind::LinuxRemoveUser => {
+                include_str!("../../ssm-documents/linux-remove-user.yaml")
+            }
+        }
+    }
+
+    pub fn name(self, prefix: &str) -> String {
+        format!("{prefix}-{}", self.suffix())
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Document {
+    pub schema_version: String,
+    pub description: String,
+    pub parameters: BTreeMap<String, Parameter>,
+    pub main_steps: Vec<Step>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Parameter {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub description: String,
+    pub allowed_pattern: Option<String>,
+    pub default: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Step {
+    pub action: String,
+    pub name: String,
+    pub inputs: StepInputs,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StepInputs {
+    pub run_command: Vec<String>,
+    pub timeout_seconds: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DocumentError {
+    #[error("document {0} does not parse: {1}")]
+    Parse(&'static str, String),
+    #[error("parameter {0} is missing")]
+    Missing(String),
+    #[error("parameter {0} is not declared by the document")]
+    Unknown(String),
+    #[error("parameter {name} does not match its allowedPattern")]
+    Pattern { name: String },
+}
+
+pub fn parse(kind: DocumentKind) -> Result<Document, DocumentError> {
+    serde_yaml::from_str(kind.content())
+        .map_err(|e| DocumentError::Parse(kind.file_name(), e.to_string()))
+}
+
+static PLACEHOLDER: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"\{\{\s*([A-Za-z0-9_]+)\s*\}\}").expect("placeholder pattern"));
+
+/// Renders the document's scripts as SSM does: every parameter must be declared and match its
+/// `allowedPattern`, defaults fill the gaps, then `{{ name }}` is replaced by the value as text.
+/// Returns one script per step.
+pub fn render(
+    kind: DocumentKind,
+    values: &BTreeMap<String, String>,
+) -> Result<Vec<String>, DocumentError> {
+    let document = parse(kind)?;
+    for name in values.keys() {
+        if !document.parameters.contains_key(name) {
+            return Err(DocumentError::Unknown(name.clone()));
+        }
+    }
+    let mut resolved = BTreeMap::new();
+    for (name, parameter) in &document.parameters {
+        let value = values
+            .get(name)
+            .cloned()
+            .or_else(|| parameter.default.clone())
+            .ok_or_else(|| DocumentError::Missing(name.clone()))?;
+        if let Some(pattern) = &parameter.allowed_pattern {
+            let re = Regex::new(pattern)
+                .map_err(|e| DocumentError::Parse(kind.file_name(), e.to_string()))?;
+            if !re.is_match(&value) {
+                return Err(DocumentError::Pattern { name: name.clone() });
+            }
+        }
+        resolved.insert(name.clone(), value);
+    }
+    Ok(substitute(&document, &resolved))
+}
+
+/// `{{ name }}` substitution alone, without any pattern check (to show what a script would do if the
+/// patterns were bypassed).
+pub fn substitute(document: &Document, values: &BTreeMap<String, String>) -> Vec<String> {
+    document
+        .main_steps
+        .iter()
+        .map(|step| {
+            let script = step.inputs.run_command.join("\n");
+            PLACEHOLDER
+                .replace_all(&script, |caps: &regex::Captures<'_>| {
+                    values
+                        .get(&caps[1])
+                        .cloned()
+                        .unwrap_or_else(|| caps[0].to_owned())
+                })
+                .into_owned()
+        })
+        .collect()
+}
+
+/// What staging did (or would do) to one document in one region.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StageAction {
+    Unchanged,
+    Created,
+    Updated {
+        version: String,
+    },
+    /// Dry run: the document is missing.
+    WouldCreate,
+    /// Dry run: the stored content differs; carries a line diff.
+    WouldUpdate {
+        diff: String,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct StageReport {
+    pub region: String,
+    pub name: String,
+    pub action: StageAction,
+}
+
+fn same_content(stored: &str, ours: &str) -> bool {
+    if stored == ours {
+        return true;
+    }
+    // SSM may hand back the content re-serialised; compare meaning, not bytes.
+    match (
+        serde_yaml::from_str::<serde_yaml::Value>(stored),
+        serde_yaml::from_str::<serde_yaml::Value>(ours),
+    ) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
+}
+
+/// Creates each document that is missing, and updates (new version + new default version) each one
+/// whose content changed; leaves unchanged ones alone. With `dry_run`, only reports.
+pub async fn stage(
+    store: &dyn DocumentStore,
+    regions: &[String],
+    prefix: &str,
+    dry_run: bool,
+) -> Result<Vec<StageReport>, AwsError> {
+    let mut reports = Vec::new();
+    for region in regions {
+        for kind in DocumentKind::ALL {
+            let name = kind.name(prefix);
+            let ours = kind.content();
+            let action = match store.get_document(region, &name, None).await? {
+                None if dry_run => StageAction::WouldCreate,
+                None => {
+                    store.create_document(region, &name, ours).await?;
+                    StageAction::Created
+                }
+                Some(stored) if same_content(&stored.content, ours) => StageAction::Unchanged,
+                Some(stored) if dry_run => StageAction::WouldUpdate {
+                    diff: line_diff(&stored.content, ours),
+                },
+                Some(_) => {
+                    let version = match store.update_document(region, &name, ours).await {
+                        Ok(version) => version,
+                        // Our content is an older version (somebody changed the default since):
+                        // make that version the default again.
+                        Err(AwsError::DuplicateDocumentContent) => {
+                            find_version(store, region, &name, ours).await?
+                        }
+                        Err(e) => return Err(e),
+                    };
+                    store.set_default_version(region, &name, &version).await?;
+                    StageAction::Updated { version }
+                }
+            };
+            reports.push(StageReport {
+                region: region.clone(),
+                name,
+                action,
+            });
+        }
+    }
+    Ok(reports)
+}
+
+async fn find_version(
+    store: &dyn DocumentStore,
+    region: &str,
+    name: &str,
+    ours: &str,
+) -> Result<String, AwsError> {
+    for version in store.list_document_versions(region, name).await? {
+        if let Some(stored) = store.get_document(region, name, Some(&version)).await?
+            && same_content(&stored.content, ours)
+        {
+            return Ok(version);
+        }
+    }
+    Err(AwsError::Other(format!(
+        "SSM says a version of {name} has Gatekeeper's content, but none was found"
+    )))
+}
+
+/// A minimal unified-style diff (longest common subsequence of lines), enough to review a change.
+pub fn line_diff(old: &str, new: &str) -> String {
+    let a: Vec<&str> = old.lines().collect();
+    let b: Vec<&str> = new.lines().collect();
+    let (n, m) = (a.len(), b.len());
+    let mut lcs = vec![vec![0u32; m + 1]; n + 1];
+    for i in (0..n).rev() {
+        for j in (0..m).rev() {
+            lcs[i][j] = if a[i] == b[j] {
+                lcs[i + 1][j + 1] + 1
+            } else {
+                lcs[i + 1][j].max(lcs[i][j + 1])
+            };
+        }
+    }
+    let (mut i, mut j) = (0, 0);
+    let mut out = String::new();
+    while i < n || j < m {
+        if i < n && j < m && a[i] == b[j] {
+            i += 1;
+            j += 1;
+        } else if i < n && (j == m || lcs[i + 1][j] >= lcs[i][j + 1]) {
+            out.push_str(&format!("- {}\n", a[i]));
+            i += 1;
+        } else {
+            out.push_str(&format!("+ {}\n", b[j]));
+            j += 1;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain;
+
+    fn pattern(kind: DocumentKind, name: &str) -> String {
+        parse(kind).unwrap().parameters[name]
+            .allowed_pattern
+            .clone()
+            .unwrap()
+    }
+
+    #[test]
+    fn documents_parse_and_declare_anchored_patterns() {
+        for kind in DocumentKind::ALL {
+            let doc = parse(kind).unwrap();
+            assert_eq!(doc.schema_version, "2.2");
+            for (name, p) in &doc.parameters {
+                let pat = p
+                    .allowed_pattern
+                    .as_deref()
+                    .unwrap_or_else(|| panic!("{name} has no pattern"));
+                assert!(pat.starts_with('^') && pat.ends_with('$'), "{name}: {pat}");
+            }
+        }
+    }
+
+    #[test]
+    fn document_patterns_are_the_servers_own() {
+        for kind in DocumentKind::ALL {
+            assert_eq!(pattern(kind, "username"), domain::OS_USER_PATTERN);
+            assert_eq!(pattern(kind, "grantId"), domain::GRANT_ID_PATTERN);
+        }
+        let c = DocumentKind::LinuxCreateUser;
+        assert_eq!(pattern(c, "publicKey"), domain::PUBLIC_KEY_PATTERN);
+        assert_eq!(pattern(c, "expiresAt"), domain::EXPIRES_AT_PATTERN);
+        assert_eq!(pattern(c, "sudo"), domain::SUDO_PATTERN);
+    }
+
+    #[test]
+    fn every_placeholder_is_single_quoted_and_declared() {
+        for kind in DocumentKind::ALL {
+            let doc = parse(kind).unwrap();
+            for step in &doc.main_steps {
+                let script = step.inputs.run_command.join("\n");
+                for m in PLACEHOLDER.captures_iter(&script) {
+                    assert!(doc.parameters.contains_key(&m[1]), "{} undeclared", &m[1]);
+                }
+                for line in script.lines().filter(|l| l.contains("{{")) {
+                    let trimmed = line.trim();
+                    assert!(
+                        trimmed.ends_with("}}'") && trimmed.contains("='{{"),
+                        "placeholder outside a single-quoted assignment: {trimmed}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn render_refuses_values_outside_the_patterns() {
+        let mut values = BTreeMap::from([
+            ("username".to_owned(), "gk-alice".to_owned()),
+            (
+                "grantId".to_owned(),
+                "0b9f1c9e-8f5e-4a47-9a43-4c1a3c1f0a11".to_owned(),
+            ),
+        ]);
+        let scripts = render(DocumentKind::LinuxRemoveUser, &values).unwrap();
+        assert!(scripts[0].contains("user='gk-alice'"));
+        values.insert("username".into(), "gk-alice'; reboot; '".into());
+        assert!(matches!(
+            render(DocumentKind::LinuxRemoveUser, &values),
+            Err(DocumentError::Pattern { .. })
+        ));
+        values.insert("username".into(), "gk-alice".into());
+        values.insert("extra".into(), "x".into());
+        assert!(matches!(
+            render(DocumentKind::LinuxRemoveUser, &values),
+            Err(DocumentError::Unknown(_))
+        ));
+    }
+
+    #[test]
+    fn diff_shows_changed_lines() {
+        let d = line_diff("a\nb\nc\n", "a\nB\nc\n");
+        assert_eq!(d, "- b\n+ B\n");
+    }
+}

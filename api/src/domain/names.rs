@@ -1,0 +1,449 @@
+//! Identifiers and free-text fields. The regular expressions that guard values sent to instances are
+//! the very strings the SSM documents carry as `allowedPattern` (a test compares them), so the server
+//! and SSM enforce one rule.
+
+use std::fmt;
+use std::sync::LazyLock;
+
+use chrono::{DateTime, Utc};
+use regex::Regex;
+use sha2::{Digest, Sha256};
+
+use super::ValidationError;
+
+/// `allowedPattern` of the OS user name parameter.
+pub const OS_USER_PATTERN: &str = "^gk-[a-z0-9][a-z0-9-]{0,28}$";
+/// `allowedPattern` of the public key parameter: one ed25519 key in OpenSSH format, no options, no comment.
+pub const PUBLIC_KEY_PATTERN: &str = "^ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI[A-Za-z0-9+/]{43}$";
+/// `allowedPattern` of the grant id parameter (a lowercase UUID).
+pub const GRANT_ID_PATTERN: &str = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$";
+/// `allowedPattern` of the end-of-access parameter: UTC, minute precision, `YYYYMMDDHHMM`.
+pub const EXPIRES_AT_PATTERN: &str =
+    "^20[0-9]{2}(0[1-9]|1[0-2])(0[1-9]|[12][0-9]|3[01])([01][0-9]|2[0-3])[0-5][0-9]$";
+/// `allowedPattern` of the sudo switch.
+pub const SUDO_PATTERN: &str = "^(true|false)$";
+
+fn regex(pattern: &str) -> Regex {
+    // The patterns are compile-time constants covered by tests; an invalid one is a programming error.
+    Regex::new(pattern).expect("built-in pattern compiles")
+}
+
+static OS_USER_RE: LazyLock<Regex> = LazyLock::new(|| regex(OS_USER_PATTERN));
+static PUBLIC_KEY_RE: LazyLock<Regex> = LazyLock::new(|| regex(PUBLIC_KEY_PATTERN));
+static GRANT_ID_RE: LazyLock<Regex> = LazyLock::new(|| regex(GRANT_ID_PATTERN));
+static EXPIRES_AT_RE: LazyLock<Regex> = LazyLock::new(|| regex(EXPIRES_AT_PATTERN));
+static INSTANCE_ID_RE: LazyLock<Regex> = LazyLock::new(|| regex("^i-([0-9a-f]{8}|[0-9a-f]{17})$"));
+static SUBJECT_RE: LazyLock<Regex> =
+    LazyLock::new(|| regex("^[A-Za-z0-9][A-Za-z0-9._@+|:=-]{0,127}$"));
+static ENVIRONMENT_RE: LazyLock<Regex> = LazyLock::new(|| regex("^[a-z0-9][a-z0-9_-]{0,31}$"));
+static TICKET_RE: LazyLock<Regex> = LazyLock::new(|| regex("^[A-Za-z0-9][A-Za-z0-9._/#:-]{0,63}$"));
+static PLAIN_SUBJECT_RE: LazyLock<Regex> = LazyLock::new(|| regex("^[a-z][a-z0-9]*(-[a-z0-9]+)*$"));
+
+macro_rules! string_newtype {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub struct $name(String);
+
+        impl $name {
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+            pub fn into_inner(self) -> String {
+                self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl AsRef<str> for $name {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+    };
+}
+
+string_newtype!(
+    /// An EC2 instance id such as `i-0123456789abcdef0`.
+    InstanceId
+);
+string_newtype!(
+    /// The id of a person or service identity (the token's `sub`).
+    SubjectId
+);
+string_newtype!(
+    /// The temporary OS account on an instance, always derived by the server from a [`SubjectId`].
+    OsUserName
+);
+string_newtype!(
+    /// A configured environment such as `dev` or `prod`.
+    EnvironmentName
+);
+string_newtype!(
+    /// Why access is needed; shown to approvers and kept in the audit trail.
+    Reason
+);
+string_newtype!(
+    /// A change or incident ticket reference.
+    Ticket
+);
+string_newtype!(
+    /// An approver's comment.
+    Comment
+);
+string_newtype!(
+    /// A public key in the one-line OpenSSH format the create document accepts.
+    PublicKeyLine
+);
+string_newtype!(
+    /// The id a grant's key line is tagged with on the instance.
+    GrantId
+);
+
+impl InstanceId {
+    pub fn parse(value: &str) -> Result<Self, ValidationError> {
+        if INSTANCE_ID_RE.is_match(value) {
+            Ok(Self(value.to_owned()))
+        } else {
+            Err(ValidationError::new(
+                "invalid_instance_id",
+                format!(
+                    "{:?} is not an EC2 instance id (i- followed by 8 or 17 hex digits)",
+                    truncate(value)
+                ),
+            ))
+        }
+    }
+}
+
+impl SubjectId {
+    pub fn parse(value: &str) -> Result<Self, ValidationError> {
+        if SUBJECT_RE.is_match(value) {
+            Ok(Self(value.to_owned()))
+        } else {
+            Err(ValidationError::new(
+                "invalid_subject",
+                format!(
+                    "{:?} is not a user id (1-128 characters: letters, digits and . _ @ + | : = -, starting with a letter or digit)",
+                    truncate(value)
+                ),
+            ))
+        }
+    }
+
+    /// The OS user name of this subject: `gk-` + the id when it is already a plain lowercase name of at
+    /// most 29 characters without `--`; otherwise `gk-` + a sanitised prefix + `--` + 8 hex digits of the
+    /// id's SHA-256. Plain names never contain `--`, so two different ids never share an account.
+    pub fn os_user(&self) -> OsUserName {
+        let id = self.as_str();
+        if id.len() <= 29 && PLAIN_SUBJECT_RE.is_match(id) {
+            return OsUserName(format!("gk-{id}"));
+        }
+        let digest = Sha256::digest(id.as_bytes());
+        let hash = hex::encode(&digest[..4]);
+        let mut prefix = String::new();
+        for c in id.to_ascii_lowercase().chars() {
+            let c = if c.is_ascii_alphanumeric() { c } else { '-' };
+            if c == '-' && (prefix.is_empty() || prefix.ends_with('-')) {
+                continue;
+            }
+            prefix.push(c);
+            if prefix.len() == 16 {
+                break;
+            }
+        }
+        let prefix = prefix.trim_end_matches('-');
+        let name = if prefix.is_empty() {
+            format!("gk-u--{hash}")
+        } else {
+            format!("gk-{prefix}--{hash}")
+        };
+        OsUserName(name)
+    }
+}
+
+impl OsUserName {
+    /// Accepts only names the server itself would derive (used to re-check stored values).
+    pub fn parse(value: &str) -> Result<Self, ValidationError> {
+        if OS_USER_RE.is_match(value) {
+            Ok(Self(value.to_owned()))
+        } else {
+            Err(ValidationError::new(
+                "invalid_os_user",
+                format!("{:?} is not a Gatekeeper OS user name", truncate(value)),
+            ))
+        }
+    }
+}
+
+impl EnvironmentName {
+    pub fn parse(value: &str) -> Result<Self, ValidationError> {
+        if ENVIRONMENT_RE.is_match(value) {
+            Ok(Self(value.to_owned()))
+        } else {
+            Err(ValidationError::new(
+                "invalid_environment",
+                format!(
+                    "{:?} is not an environment name (1-32 characters of a-z, 0-9, '-' and '_')",
+                    truncate(value)
+                ),
+            ))
+        }
+    }
+}
+
+fn has_control(value: &str, allow_newline: bool) -> bool {
+    value
+        .chars()
+        .any(|c| c.is_control() && !(allow_newline && (c == '\n')))
+}
+
+impl Reason {
+    pub const MIN: usize = 3;
+    pub const MAX: usize = 1000;
+
+    pub fn parse(value: &str) -> Result<Self, ValidationError> {
+        let value = value.trim();
+        let len = value.chars().count();
+        if !(Self::MIN..=Self::MAX).contains(&len) {
+            return Err(ValidationError::new(
+                "invalid_reason",
+                format!("reason must be {} to {} characters", Self::MIN, Self::MAX),
+            ));
+        }
+        if has_control(value, true) {
+            return Err(ValidationError::new(
+                "invalid_reason",
+                "reason must not contain control characters",
+            ));
+        }
+        Ok(Self(value.to_owned()))
+    }
+}
+
+impl Ticket {
+    pub fn parse(value: &str) -> Result<Self, ValidationError> {
+        let value = value.trim();
+        if TICKET_RE.is_match(value) {
+            Ok(Self(value.to_owned()))
+        } else {
+            Err(ValidationError::new(
+                "invalid_ticket",
+                "ticket must be 1-64 characters of letters, digits and . _ / # : -",
+            ))
+        }
+    }
+}
+
+impl Comment {
+    pub const MAX: usize = 1000;
+
+    pub fn parse(value: &str) -> Result<Self, ValidationError> {
+        let value = value.trim();
+        if value.chars().count() > Self::MAX || has_control(value, true) {
+            return Err(ValidationError::new(
+                "invalid_comment",
+                format!(
+                    "comment must be at most {} characters without control characters",
+                    Self::MAX
+                ),
+            ));
+        }
+        Ok(Self(value.to_owned()))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl PublicKeyLine {
+    pub fn parse(value: &str) -> Result<Self, ValidationError> {
+        if PUBLIC_KEY_RE.is_match(value) {
+            Ok(Self(value.to_owned()))
+        } else {
+            Err(ValidationError::new(
+                "invalid_public_key",
+                "not a single ed25519 public key in OpenSSH format",
+            ))
+        }
+    }
+}
+
+impl GrantId {
+    pub fn parse(value: &str) -> Result<Self, ValidationError> {
+        if GRANT_ID_RE.is_match(value) {
+            Ok(Self(value.to_owned()))
+        } else {
+            Err(ValidationError::new(
+                "invalid_grant_id",
+                format!("{:?} is not a grant id", truncate(value)),
+            ))
+        }
+    }
+}
+
+/// The end of access as the create document takes it: UTC, `YYYYMMDDHHMM`.
+pub fn expiry_parameter(at: DateTime<Utc>) -> Result<String, ValidationError> {
+    let value = at.format("%Y%m%d%H%M").to_string();
+    if EXPIRES_AT_RE.is_match(&value) {
+        Ok(value)
+    } else {
+        Err(ValidationError::new(
+            "invalid_expiry",
+            format!("{value} is outside the range the documents accept"),
+        ))
+    }
+}
+
+/// A requested duration in whole minutes, checked against the environment's maximum.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DurationMinutes(u32);
+
+impl DurationMinutes {
+    pub fn parse(value: i64, max_minutes: u32) -> Result<Self, ValidationError> {
+        if value < 1 || value > i64::from(max_minutes) {
+            return Err(ValidationError::new(
+                "invalid_duration",
+                format!(
+                    "duration_minutes must be between 1 and {max_minutes} for this environment"
+                ),
+            ));
+        }
+        Ok(Self(value as u32))
+    }
+
+    pub fn get(self) -> u32 {
+        self.0
+    }
+}
+
+fn truncate(value: &str) -> String {
+    value.chars().take(80).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_subjects_keep_their_name() {
+        let s = SubjectId::parse("alice").unwrap();
+        assert_eq!(s.os_user().as_str(), "gk-alice");
+        let s = SubjectId::parse("bob-2").unwrap();
+        assert_eq!(s.os_user().as_str(), "gk-bob-2");
+    }
+
+    #[test]
+    fn other_subjects_get_a_hashed_name_that_matches_the_pattern() {
+        for id in [
+            "Alice",
+            "alice.smith@example.com",
+            "auth0|5f7c8ec7c33c6c004bbafe82",
+            "a--b",
+            "x",
+            "0abc",
+            "a-very-long-user-name-that-exceeds-the-limit",
+            "@@@",
+        ] {
+            let subject = SubjectId::parse(id).unwrap_or_else(|_| SubjectId(id.to_owned()));
+            let user = subject.os_user();
+            assert!(OS_USER_RE.is_match(user.as_str()), "{id} -> {user}");
+            assert!(user.as_str().len() <= 32);
+        }
+        let a = SubjectId::parse("alice.smith").unwrap().os_user();
+        let b = SubjectId::parse("alice_smith").unwrap().os_user();
+        assert_ne!(a, b, "ids that sanitise alike must still differ");
+        // A plain id can never collide with a hashed one: plain ids contain no "--".
+        assert!(a.as_str().contains("--"));
+        assert!(
+            SubjectId::parse("alice--1234abcd")
+                .unwrap()
+                .os_user()
+                .as_str()
+                .contains("--")
+        );
+        assert_ne!(
+            SubjectId::parse("alice--1234abcd")
+                .unwrap()
+                .os_user()
+                .as_str(),
+            "gk-alice--1234abcd"
+        );
+    }
+
+    #[test]
+    fn instance_ids() {
+        assert!(InstanceId::parse("i-0123456789abcdef0").is_ok());
+        assert!(InstanceId::parse("i-01234567").is_ok());
+        for bad in [
+            "",
+            "i-",
+            "i-0123",
+            "I-01234567",
+            "i-0123456789abcdef0 ",
+            "i-01234567;id",
+            "i-0123456g",
+        ] {
+            assert!(InstanceId::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn subjects_refuse_spaces_and_controls() {
+        for bad in [
+            "",
+            " alice",
+            "alice bob",
+            "alice\n",
+            "al'ice",
+            "$(id)",
+            "-alice",
+            &"a".repeat(129),
+        ] {
+            assert!(SubjectId::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn reasons_and_tickets() {
+        assert!(Reason::parse("  fix the outage  ").is_ok());
+        assert!(Reason::parse("ab").is_err());
+        assert!(Reason::parse("bad\u{7}bell").is_err());
+        assert!(Reason::parse(&"x".repeat(1001)).is_err());
+        assert!(Ticket::parse("OPS-1234").is_ok());
+        assert!(Ticket::parse("OPS 1234").is_err());
+        assert!(Ticket::parse("").is_err());
+    }
+
+    #[test]
+    fn public_keys() {
+        let good =
+            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGq2Cqj3S1Xb0w3pVJtqk5rN1u0bqV1C6x8ZQ3cE1yZt";
+        assert!(PublicKeyLine::parse(good).is_ok());
+        assert!(PublicKeyLine::parse(&format!("{good} comment")).is_err());
+        assert!(PublicKeyLine::parse(&format!("command=\"id\" {good}")).is_err());
+        assert!(PublicKeyLine::parse(&format!("{good}\n{good}")).is_err());
+    }
+
+    #[test]
+    fn expiry_format() {
+        let at = DateTime::parse_from_rfc3339("2026-12-03T19:05:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        assert_eq!(expiry_parameter(at).unwrap(), "202612031905");
+    }
+
+    #[test]
+    fn durations() {
+        assert!(DurationMinutes::parse(0, 60).is_err());
+        assert!(DurationMinutes::parse(61, 60).is_err());
+        assert!(DurationMinutes::parse(-5, 60).is_err());
+        assert_eq!(DurationMinutes::parse(60, 60).unwrap().get(), 60);
+    }
+}

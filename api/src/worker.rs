@@ -1,0 +1,865 @@
+//! The grant/revoke worker. [`Worker::run_once`] claims one due job, runs one step of it and returns
+//! what happened; [`Worker::run`] loops over it. Jobs are idempotent: every step starts from what the
+//! database says, the SSM documents tolerate re-runs, so a job resumed by another replica after a crash
+//! does the right thing.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use chrono::{Duration, NaiveDateTime};
+use rand::Rng;
+use serde_json::json;
+
+use crate::aws::{AwsError, CommandSpec, InvocationState};
+use crate::clock::to_utc;
+use crate::context::Context;
+use crate::crypto;
+use crate::db::events::{self, Event};
+use crate::db::jobs::{self, JobKind};
+use crate::db::models::{GrantRow, JobRow, RequestRow};
+use crate::db::{self, DbError};
+use crate::documents::DocumentKind;
+use crate::domain::{GrantStatus, RequestStatus, expiry_parameter};
+use crate::service::requests::{end_of_access, key_context};
+
+/// SSM accepts at most 50 instance ids per `SendCommand`.
+pub const MAX_TARGETS_PER_COMMAND: usize = 50;
+/// After this many failed attempts of a revoke, operators are alerted (and retries go on).
+pub const REVOKE_ALERT_AFTER: i32 = 3;
+/// Failed sends of a create command before the grants are given up as failed.
+pub const GRANT_SEND_ATTEMPTS: i32 = 5;
+
+/// What one call of [`Worker::run_once`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunOutcome {
+    /// No job was due.
+    Idle,
+    /// The job finished.
+    Done { job: String },
+    /// The job is waiting for commands to finish and runs again at `until`.
+    Waiting { job: String, until: NaiveDateTime },
+    /// The step failed; the job is retried at `until`.
+    Retry {
+        job: String,
+        until: NaiveDateTime,
+        error: String,
+    },
+}
+
+enum Step {
+    Done,
+    WaitUntil(NaiveDateTime),
+}
+
+#[derive(Debug, thiserror::Error)]
+enum JobError {
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error(transparent)]
+    Aws(#[from] AwsError),
+    #[error("{0}")]
+    Other(String),
+}
+
+impl From<diesel::result::Error> for JobError {
+    fn from(e: diesel::result::Error) -> Self {
+        JobError::Db(e.into())
+    }
+}
+
+pub struct Worker {
+    ctx: Context,
+    id: String,
+}
+
+impl Worker {
+    pub fn new(ctx: Context) -> Self {
+        let id = format!("worker-{}", uuid::Uuid::new_v4());
+        Self { ctx, id }
+    }
+
+    /// Claims the earliest due job and runs one step of it.
+    pub async fn run_once(&self) -> anyhow::Result<RunOutcome> {
+        let now = self.ctx.clock.now_naive();
+        let lease = Duration::seconds(self.ctx.settings.worker.lease_seconds as i64);
+        let worker_id = self.id.clone();
+        let job = self
+            .ctx
+            .db(move |conn| jobs::claim_due(conn, now, lease, &worker_id))
+            .await?;
+        let Some(job) = job else {
+            return Ok(RunOutcome::Idle);
+        };
+        let result = match JobKind::parse(&job.kind) {
+            Some(JobKind::Grant) => self.grant(&job).await,
+            Some(JobKind::Revoke) => self.revoke(&job).await,
+            None => Err(JobError::Other(format!("unknown job kind {:?}", job.kind))),
+        };
+        let worker_id = self.id.clone();
+        let id = job.id.clone();
+        match result {
+            Ok(Step::Done) => {
+                self.ctx
+                    .db(move |conn| jobs::complete(conn, &id, &worker_id))
+                    .await?;
+                Ok(RunOutcome::Done { job: job.id })
+            }
+            Ok(Step::WaitUntil(until)) => {
+                self.ctx
+                    .db(move |conn| jobs::release(conn, &id, &worker_id, until, None))
+                    .await?;
+                Ok(RunOutcome::Waiting { job: job.id, until })
+            }
+            Err(error) => {
+                let error = error.to_string();
+                let until = self.ctx.clock.now_naive() + backoff(job.attempts);
+                tracing::warn!(job = %job.id, attempts = job.attempts + 1, %error, "job step failed; retrying");
+                let message = error.clone();
+                self.ctx
+                    .db(move |conn| jobs::release(conn, &id, &worker_id, until, Some(&message)))
+                    .await?;
+                Ok(RunOutcome::Retry {
+                    job: job.id,
+                    until,
+                    error,
+                })
+            }
+        }
+    }
+
+    /// Runs due jobs until none is due. For tests and one-shot tools.
+    pub async fn drain(&self) -> anyhow::Result<Vec<RunOutcome>> {
+        let mut outcomes = Vec::new();
+        loop {
+            match self.run_once().await? {
+                RunOutcome::Idle => return Ok(outcomes),
+                other => outcomes.push(other),
+            }
+            if outcomes.len() > 10_000 {
+                anyhow::bail!("the worker did not become idle");
+            }
+        }
+    }
+
+    /// The loop: run due jobs; otherwise sleep until the next one is due, a local wake-up, or the poll
+    /// interval (another replica may have queued work).
+    pub async fn run(self: Arc<Self>) {
+        let poll =
+            std::time::Duration::from_secs(self.ctx.settings.worker.poll_interval_seconds.max(1));
+        loop {
+            match self.run_once().await {
+                Ok(RunOutcome::Idle) => {
+                    let next = self.ctx.db(jobs::next_run_at).await.ok().flatten();
+                    let sleep = next
+                        .map(|at| {
+                            (at - self.ctx.clock.now_naive())
+                                .to_std()
+                                .unwrap_or(std::time::Duration::ZERO)
+                        })
+                        .unwrap_or(poll)
+                        .min(poll);
+                    tokio::select! {
+                        _ = tokio::time::sleep(sleep) => {}
+                        _ = self.ctx.worker_wake.notified() => {}
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::error!(error = %e, "worker: cannot reach the job table");
+                    tokio::time::sleep(poll).await;
+                }
+            }
+        }
+    }
+
+    async fn request(&self, id: &str) -> Result<RequestRow, JobError> {
+        let id = id.to_owned();
+        self.ctx
+            .db(move |conn| db::requests::get(conn, &id))
+            .await?
+            .ok_or_else(|| JobError::Other("the request no longer exists".into()))
+    }
+
+    async fn grants(&self, id: &str) -> Result<Vec<GrantRow>, JobError> {
+        let id = id.to_owned();
+        Ok(self
+            .ctx
+            .db(move |conn| db::requests::grants(conn, &id))
+            .await?)
+    }
+
+    async fn event(&self, event: Event) -> Result<(), JobError> {
+        let now = self.ctx.clock.now_naive();
+        Ok(self
+            .ctx
+            .db(move |conn| events::append(conn, event, now))
+            .await?)
+    }
+
+    // ---------------------------------------------------------------- grant
+
+    async fn grant(&self, job: &JobRow) -> Result<Step, JobError> {
+        let rid = job.request_id.clone();
+        let mut request = self.request(&rid).await?;
+        match RequestStatus::parse(&request.status) {
+            Some(RequestStatus::Approved) => {
+                let now = self.ctx.clock.now();
+                let expires = end_of_access(now, request.duration_minutes);
+                let at = self.ctx.clock.now_naive();
+                let id = rid.clone();
+                let started = self
+                    .ctx
+                    .db(move |conn| {
+                        diesel::Connection::transaction::<_, DbError, _>(conn, |conn| {
+                            if !db::requests::set_status(
+                                conn,
+                                &id,
+                                &[RequestStatus::Approved],
+                                RequestStatus::Granting,
+                                at,
+                            )? {
+                                return Ok(false);
+                            }
+                            db::requests::set_expires_at(conn, &id, expires.naive_utc())?;
+                            events::append(
+                                conn,
+                                Event::system(&id, "grant_started")
+                                    .detail(json!({ "expires_at": expires.to_rfc3339() })),
+                                at,
+                            )?;
+                            Ok(true)
+                        })
+                    })
+                    .await?;
+                if !started {
+                    // Canceled (or moved on) meanwhile: nothing to do.
+                    return Ok(Step::Done);
+                }
+                request = self.request(&rid).await?;
+            }
+            Some(RequestStatus::Granting) => {}
+            _ => return Ok(Step::Done),
+        }
+        let expires_at = request
+            .expires_at
+            .ok_or_else(|| JobError::Other("a granting request has no end of access".into()))?;
+        let expires_param =
+            expiry_parameter(to_utc(expires_at)).map_err(|e| JobError::Other(e.message))?;
+
+        self.ensure_keys(&request).await?;
+        let id = rid.clone();
+        let subjects = self
+            .ctx
+            .db(move |conn| db::requests::subjects(conn, &id))
+            .await?;
+        let public_keys: BTreeMap<String, String> = subjects
+            .iter()
+            .filter_map(|s| Some((s.subject.clone(), s.public_key.clone()?)))
+            .collect();
+
+        // Send the create document to every grant not sent yet.
+        let grants = self.grants(&rid).await?;
+        let document = DocumentKind::LinuxCreateUser.name(&self.ctx.settings.documents.name_prefix);
+        let unsent: Vec<&GrantRow> = grants
+            .iter()
+            .filter(|g| {
+                matches!(
+                    GrantStatus::parse(&g.status),
+                    Some(GrantStatus::Pending | GrantStatus::Sending)
+                )
+            })
+            .collect();
+        for batch in batches(&unsent) {
+            let first = batch[0];
+            let key = public_keys
+                .get(&first.subject)
+                .ok_or_else(|| JobError::Other(format!("no key for subject {}", first.subject)))?;
+            let parameters = BTreeMap::from([
+                ("username".to_owned(), first.os_user.clone()),
+                ("publicKey".to_owned(), key.clone()),
+                ("grantId".to_owned(), rid.clone()),
+                ("expiresAt".to_owned(), expires_param.clone()),
+                ("sudo".to_owned(), request.sudo.to_string()),
+            ]);
+            let ids: Vec<String> = batch.iter().map(|g| g.instance_id.clone()).collect();
+            let spec = CommandSpec {
+                region: first.region.clone(),
+                document: document.clone(),
+                instance_ids: ids.clone(),
+                parameters,
+                comment: format!("Gatekeeper grant {rid}"),
+                timeout_seconds: 60,
+            };
+            if let Err(e) = self
+                .send(
+                    &rid,
+                    &first.subject,
+                    &ids,
+                    GrantStatus::Sending,
+                    &spec,
+                    "grant_command_sent",
+                )
+                .await
+            {
+                if !e_is_retryable(&e) || job.attempts + 1 >= GRANT_SEND_ATTEMPTS {
+                    let now = self.ctx.clock.now_naive();
+                    let (id, subject, msg) = (rid.clone(), first.subject.clone(), e.to_string());
+                    self.ctx
+                        .db(move |conn| {
+                            for instance in &ids {
+                                db::requests::finish_grant(conn, &id, &subject, instance, GrantStatus::Failed, Some(&msg), now)?;
+                            }
+                            events::append(
+                                conn,
+                                Event::system(&id, "grant_send_failed").detail(json!({ "subject": subject, "instance_ids": ids, "error": msg })),
+                                now,
+                            )
+                        })
+                        .await?;
+                    continue;
+                }
+                return Err(e);
+            }
+        }
+
+        // Follow every sent command to its end.
+        let grants = self.grants(&rid).await?;
+        let still_running = self
+            .follow(
+                &grants,
+                GrantStatus::Sent,
+                GrantStatus::Active,
+                GrantStatus::Failed,
+                "grant_created",
+                "grant_failed",
+            )
+            .await?;
+        if let Some(until) = still_running {
+            return Ok(Step::WaitUntil(until));
+        }
+
+        let grants = self.grants(&rid).await?;
+        let all_active = grants
+            .iter()
+            .all(|g| g.status == GrantStatus::Active.as_str());
+        let now = self.ctx.clock.now_naive();
+        let id = rid.clone();
+        let failed: Vec<String> = grants
+            .iter()
+            .filter(|g| g.status != GrantStatus::Active.as_str())
+            .map(|g| format!("{}@{}", g.subject, g.instance_id))
+            .collect();
+        self.ctx
+            .db(move |conn| {
+                diesel::Connection::transaction::<_, DbError, _>(conn, |conn| {
+                    if all_active {
+                        if db::requests::set_status(conn, &id, &[RequestStatus::Granting], RequestStatus::Active, now)? {
+                            db::requests::set_activated_at(conn, &id, now)?;
+                            events::append(
+                                conn,
+                                Event::system(&id, "activated")
+                                    .detail(json!({ "expires_at": to_utc(expires_at).to_rfc3339() })),
+                                now,
+                            )?;
+                            jobs::enqueue(conn, JobKind::Revoke, &id, expires_at, now)?;
+                        }
+                    } else if db::requests::set_status(conn, &id, &[RequestStatus::Granting], RequestStatus::Failed, now)? {
+                        db::requests::wipe_private_keys(conn, &id)?;
+                        events::append(
+                            conn,
+                            Event::system(&id, "failed").detail(json!({
+                                "failed": failed,
+                                "cleanup": "every account that may have been created is being removed",
+                            })),
+                            now,
+                        )?;
+                        // Remove whatever was created on the instances where the grant did work.
+                        jobs::enqueue(conn, JobKind::Revoke, &id, now, now)?;
+                    }
+                    Ok(())
+                })
+            })
+            .await?;
+        self.ctx.worker_wake.notify_one();
+        Ok(Step::Done)
+    }
+
+    /// Generates the key pair of every subject that has none yet; a resumed job keeps the first one.
+    async fn ensure_keys(&self, request: &RequestRow) -> Result<(), JobError> {
+        let id = request.id.clone();
+        let subjects = self
+            .ctx
+            .db(move |conn| db::requests::subjects(conn, &id))
+            .await?;
+        for subject in subjects.into_iter().filter(|s| s.public_key.is_none()) {
+            let comment = format!("{}@gatekeeper-{}", subject.os_user, &request.id[..8]);
+            let pair =
+                crypto::generate_ed25519(&comment).map_err(|e| JobError::Other(e.to_string()))?;
+            let sealed = self.ctx.sealer.seal(
+                pair.private_openssh.as_bytes(),
+                &key_context(&request.id, &subject.subject),
+            );
+            let public = pair.public.to_string();
+            let (id, name) = (request.id.clone(), subject.subject.clone());
+            let now = self.ctx.clock.now_naive();
+            self.ctx
+                .db(move |conn| {
+                    if db::requests::store_key(conn, &id, &name, &public, &sealed)? {
+                        events::append(
+                            conn,
+                            Event::system(&id, "key_generated")
+                                .detail(json!({ "subject": name, "public_key": public })),
+                            now,
+                        )?;
+                    }
+                    Ok::<_, DbError>(())
+                })
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Marks grants as being sent, sends, then records the command id. A crash between the two writes
+    /// leaves them "sending", and the resumed job sends again (the documents tolerate that).
+    async fn send(
+        &self,
+        rid: &str,
+        subject: &str,
+        instance_ids: &[String],
+        before: GrantStatus,
+        spec: &CommandSpec,
+        action: &'static str,
+    ) -> Result<(), JobError> {
+        let now = self.ctx.clock.now_naive();
+        let (id, who, ids) = (rid.to_owned(), subject.to_owned(), instance_ids.to_vec());
+        if before == GrantStatus::Sending {
+            self.ctx
+                .db(move |conn| {
+                    db::requests::set_grants(
+                        conn,
+                        &id,
+                        &who,
+                        &ids,
+                        GrantStatus::Sending,
+                        None,
+                        None,
+                        now,
+                    )
+                })
+                .await?;
+        }
+        let command_id = self.ctx.commands.send_command(spec).await?;
+        let sent_status = if before == GrantStatus::Sending {
+            GrantStatus::Sent
+        } else {
+            GrantStatus::Removing
+        };
+        let now = self.ctx.clock.now_naive();
+        let (id, who, ids) = (rid.to_owned(), subject.to_owned(), instance_ids.to_vec());
+        let document = spec.document.clone();
+        self.ctx
+            .db(move |conn| {
+                diesel::Connection::transaction::<_, DbError, _>(conn, |conn| {
+                    db::requests::set_grants(
+                        conn,
+                        &id,
+                        &who,
+                        &ids,
+                        sent_status,
+                        Some(&command_id),
+                        Some(now),
+                        now,
+                    )?;
+                    events::append(
+                        conn,
+                        Event::system(&id, action).command(&command_id).detail(
+                            json!({ "document": document, "subject": who, "instance_ids": ids }),
+                        ),
+                        now,
+                    )
+                })
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Polls every grant in `waiting` state. Returns when to look again if any is still running.
+    async fn follow(
+        &self,
+        grants: &[GrantRow],
+        waiting: GrantStatus,
+        ok: GrantStatus,
+        failed: GrantStatus,
+        ok_action: &'static str,
+        failed_action: &'static str,
+    ) -> Result<Option<NaiveDateTime>, JobError> {
+        let timeout = Duration::seconds(self.ctx.settings.worker.command_timeout_seconds as i64);
+        let mut running_since: Option<NaiveDateTime> = None;
+        for grant in grants.iter().filter(|g| g.status == waiting.as_str()) {
+            let (Some(command_id), Some(sent_at)) = (grant.command_id.clone(), grant.sent_at)
+            else {
+                continue;
+            };
+            let now = self.ctx.clock.now_naive();
+            let outcome = match self
+                .ctx
+                .commands
+                .invocation(&grant.region, &command_id, &grant.instance_id)
+                .await
+            {
+                Ok(inv) => match inv.state {
+                    InvocationState::Running => None,
+                    InvocationState::Success => Some((ok, None)),
+                    InvocationState::Failed { status, detail } => {
+                        let stderr: String = inv
+                            .stderr
+                            .chars()
+                            .rev()
+                            .take(600)
+                            .collect::<Vec<_>>()
+                            .into_iter()
+                            .rev()
+                            .collect();
+                        Some((
+                            failed,
+                            Some(format!("{status} ({detail}): {}", stderr.trim())),
+                        ))
+                    }
+                },
+                Err(AwsError::InvocationDoesNotExist) => None,
+                Err(e) => return Err(e.into()),
+            };
+            let outcome = match outcome {
+                None if now - sent_at > timeout => {
+                    // Stuck past its deadline: cancel it (best effort) and count it as failed.
+                    if let Err(e) = self
+                        .ctx
+                        .commands
+                        .cancel_command(
+                            &grant.region,
+                            &command_id,
+                            std::slice::from_ref(&grant.instance_id),
+                        )
+                        .await
+                    {
+                        tracing::warn!(command = %command_id, error = %e, "CancelCommand failed");
+                    }
+                    Some((
+                        failed,
+                        Some(format!(
+                            "no result within {} seconds; cancelled",
+                            timeout.num_seconds()
+                        )),
+                    ))
+                }
+                other => other,
+            };
+            match outcome {
+                None => {
+                    running_since =
+                        Some(running_since.map_or(sent_at, |s: NaiveDateTime| s.min(sent_at)));
+                }
+                Some((status, error)) => {
+                    let g = grant.clone();
+                    let action = if status == ok {
+                        ok_action
+                    } else {
+                        failed_action
+                    };
+                    if status != ok {
+                        if failed == GrantStatus::RemoveFailed {
+                            tracing::error!(
+                                target: "gatekeeper::alert",
+                                request = %g.request_id, instance = %g.instance_id, user = %g.os_user,
+                                error = error.as_deref().unwrap_or(""),
+                                "ALERT: removing a temporary user failed; retrying"
+                            );
+                        } else {
+                            tracing::warn!(request = %g.request_id, instance = %g.instance_id, error = error.as_deref().unwrap_or(""), "creating a temporary user failed");
+                        }
+                    }
+                    self.ctx
+                        .db(move |conn| {
+                            diesel::Connection::transaction::<_, DbError, _>(conn, |conn| {
+                                db::requests::finish_grant(conn, &g.request_id, &g.subject, &g.instance_id, status, error.as_deref(), now)?;
+                                events::append(
+                                    conn,
+                                    Event::system(&g.request_id, action)
+                                        .instance(&g.instance_id)
+                                        .command(&command_id)
+                                        .detail(json!({ "subject": g.subject, "os_user": g.os_user, "error": error })),
+                                    now,
+                                )
+                            })
+                        })
+                        .await?;
+                }
+            }
+        }
+        Ok(running_since.map(|since| {
+            let now = self.ctx.clock.now_naive();
+            let waited = now - since;
+            let delay = if waited < Duration::seconds(10) {
+                Duration::seconds(1)
+            } else if waited < Duration::seconds(60) {
+                Duration::seconds(3)
+            } else {
+                Duration::seconds(10)
+            };
+            now + delay
+        }))
+    }
+
+    // ---------------------------------------------------------------- revoke
+
+    async fn revoke(&self, job: &JobRow) -> Result<Step, JobError> {
+        let rid = job.request_id.clone();
+        let request = self.request(&rid).await?;
+        let status = RequestStatus::parse(&request.status);
+        match status {
+            Some(RequestStatus::Active) => {
+                let now = self.ctx.clock.now_naive();
+                let id = rid.clone();
+                self.ctx
+                    .db(move |conn| {
+                        diesel::Connection::transaction::<_, DbError, _>(conn, |conn| {
+                            if db::requests::set_status(
+                                conn,
+                                &id,
+                                &[RequestStatus::Active],
+                                RequestStatus::Revoking,
+                                now,
+                            )? {
+                                db::requests::wipe_private_keys(conn, &id)?;
+                                events::append(conn, Event::system(&id, "expiry_reached"), now)?;
+                            }
+                            Ok(())
+                        })
+                    })
+                    .await?;
+            }
+            Some(RequestStatus::Revoking | RequestStatus::Failed) => {}
+            _ => return Ok(Step::Done),
+        }
+
+        let grants = self.grants(&rid).await?;
+        let document = DocumentKind::LinuxRemoveUser.name(&self.ctx.settings.documents.name_prefix);
+        // Grants never sent created nothing; every other one may have, so it gets the remove document.
+        let never_sent: Vec<GrantRow> = grants
+            .iter()
+            .filter(|g| g.status == GrantStatus::Pending.as_str())
+            .cloned()
+            .collect();
+        if !never_sent.is_empty() {
+            let now = self.ctx.clock.now_naive();
+            self.ctx
+                .db(move |conn| {
+                    for g in &never_sent {
+                        db::requests::finish_grant(
+                            conn,
+                            &g.request_id,
+                            &g.subject,
+                            &g.instance_id,
+                            GrantStatus::Removed,
+                            None,
+                            now,
+                        )?;
+                    }
+                    Ok::<_, DbError>(())
+                })
+                .await?;
+        }
+        let to_remove: Vec<&GrantRow> = grants
+            .iter()
+            .filter(|g| {
+                matches!(
+                    GrantStatus::parse(&g.status),
+                    Some(
+                        GrantStatus::Sending
+                            | GrantStatus::Sent
+                            | GrantStatus::Active
+                            | GrantStatus::Failed
+                            | GrantStatus::RemoveFailed
+                    )
+                )
+            })
+            .collect();
+        for batch in batches(&to_remove) {
+            let first = batch[0];
+            let ids: Vec<String> = batch.iter().map(|g| g.instance_id.clone()).collect();
+            let spec = CommandSpec {
+                region: first.region.clone(),
+                document: document.clone(),
+                instance_ids: ids.clone(),
+                parameters: BTreeMap::from([
+                    ("username".to_owned(), first.os_user.clone()),
+                    ("grantId".to_owned(), rid.clone()),
+                ]),
+                comment: format!("Gatekeeper revoke {rid}"),
+                timeout_seconds: 60,
+            };
+            self.send(
+                &rid,
+                &first.subject,
+                &ids,
+                GrantStatus::Removing,
+                &spec,
+                "revoke_command_sent",
+            )
+            .await?;
+        }
+
+        let grants = self.grants(&rid).await?;
+        let still_running = self
+            .follow(
+                &grants,
+                GrantStatus::Removing,
+                GrantStatus::Removed,
+                GrantStatus::RemoveFailed,
+                "grant_removed",
+                "revoke_failed",
+            )
+            .await?;
+        if let Some(until) = still_running {
+            return Ok(Step::WaitUntil(until));
+        }
+        let grants = self.grants(&rid).await?;
+        let failed: Vec<String> = grants
+            .iter()
+            .filter(|g| g.status != GrantStatus::Removed.as_str())
+            .map(|g| format!("{}@{}", g.os_user, g.instance_id))
+            .collect();
+        if !failed.is_empty() {
+            if job.attempts + 1 == REVOKE_ALERT_AFTER {
+                tracing::error!(
+                    target: "gatekeeper::alert",
+                    request = %rid, left = ?failed,
+                    "ALERT: temporary users could not be removed after {REVOKE_ALERT_AFTER} attempts; retries go on"
+                );
+                self.event(
+                    Event::system(&rid, "revoke_stuck")
+                        .detail(json!({ "left": failed, "attempts": job.attempts + 1 })),
+                )
+                .await?;
+            }
+            return Err(JobError::Other(format!(
+                "removal failed on {}",
+                failed.join(", ")
+            )));
+        }
+
+        let now = self.ctx.clock.now_naive();
+        let id = rid.clone();
+        let ended_by = request.ended_by.clone();
+        self.ctx
+            .db(move |conn| {
+                diesel::Connection::transaction::<_, DbError, _>(conn, |conn| {
+                    db::requests::wipe_private_keys(conn, &id)?;
+                    if status == Some(RequestStatus::Failed) {
+                        events::append(conn, Event::system(&id, "cleanup_done"), now)?;
+                        return Ok(());
+                    }
+                    let (to, action) = if ended_by.is_some() {
+                        (RequestStatus::Revoked, "revoked")
+                    } else {
+                        (RequestStatus::Expired, "expired")
+                    };
+                    if db::requests::set_status(conn, &id, &[RequestStatus::Revoking], to, now)? {
+                        if ended_by.is_none() {
+                            db::requests::set_ended(conn, &id, now, None)?;
+                        }
+                        events::append(conn, Event::system(&id, action), now)?;
+                    }
+                    Ok(())
+                })
+            })
+            .await?;
+        Ok(Step::Done)
+    }
+}
+
+fn e_is_retryable(e: &JobError) -> bool {
+    match e {
+        JobError::Aws(AwsError::Throttling(_)) | JobError::Db(_) => true,
+        JobError::Aws(AwsError::Other(_)) => true,
+        _ => false,
+    }
+}
+
+/// Groups grants by (subject, region) into batches of at most 50 instances: one `SendCommand` each.
+fn batches<'a>(grants: &[&'a GrantRow]) -> Vec<Vec<&'a GrantRow>> {
+    let mut groups: BTreeMap<(String, String), Vec<&'a GrantRow>> = BTreeMap::new();
+    for g in grants {
+        groups
+            .entry((g.subject.clone(), g.region.clone()))
+            .or_default()
+            .push(g);
+    }
+    groups
+        .into_values()
+        .flat_map(|group| {
+            group
+                .chunks(MAX_TARGETS_PER_COMMAND)
+                .map(|c| c.to_vec())
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// Exponential backoff with jitter: 5 s, 10 s, 20 s … capped at 15 minutes.
+fn backoff(attempts: i32) -> Duration {
+    let base = 5i64.saturating_mul(1i64 << attempts.clamp(0, 12));
+    let capped = base.min(15 * 60);
+    let jitter = rand::thread_rng().gen_range(0..=capped / 5 + 1);
+    Duration::seconds(capped + jitter)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        assert!(backoff(0) >= Duration::seconds(5) && backoff(0) <= Duration::seconds(7));
+        assert!(backoff(3) >= Duration::seconds(40));
+        assert!(backoff(30) <= Duration::seconds(15 * 60 + 181));
+    }
+
+    #[test]
+    fn batches_split_by_subject_region_and_fifty() {
+        let now = chrono::Utc::now().naive_utc();
+        let rows: Vec<GrantRow> = (0..120)
+            .map(|i| GrantRow {
+                request_id: "r".into(),
+                subject: if i < 110 {
+                    "alice".into()
+                } else {
+                    "bob".into()
+                },
+                instance_id: format!("i-{i:08x}"),
+                region: if i < 60 {
+                    "us-east-1".into()
+                } else {
+                    "eu-west-1".into()
+                },
+                os_user: "gk-x".into(),
+                status: "pending".into(),
+                command_id: None,
+                sent_at: None,
+                last_error: None,
+                updated_at: now,
+            })
+            .collect();
+        let refs: Vec<&GrantRow> = rows.iter().collect();
+        let b = batches(&refs);
+        assert!(b.iter().all(|batch| batch.len() <= 50));
+        assert!(b.iter().all(|batch| {
+            batch
+                .iter()
+                .all(|g| g.subject == batch[0].subject && g.region == batch[0].region)
+        }));
+        assert_eq!(b.iter().map(|x| x.len()).sum::<usize>(), 120);
+        // alice/eu-west-1: 50; alice/us-east-1: 50 + 10; bob/eu-west-1: 10.
+        assert_eq!(b.len(), 4);
+    }
+}

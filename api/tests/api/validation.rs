@@ -1,0 +1,415 @@
+//! Every rule a client can break gets a clear 4xx with a machine-readable code, never a 500.
+
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+
+struct Fleet {
+    dev: Vec<String>,
+    prod: Vec<String>,
+    win: Vec<String>,
+    untagged: Vec<String>,
+}
+
+async fn fleet(app: &TestApp) -> Fleet {
+    let fleet = Fleet {
+        dev: app
+            .launch(
+                Launch {
+                    env: Some("dev"),
+                    name: "web",
+                    windows: false,
+                },
+                3,
+            )
+            .await,
+        prod: app
+            .launch(
+                Launch {
+                    env: Some("prod"),
+                    name: "api",
+                    windows: false,
+                },
+                1,
+            )
+            .await,
+        win: app
+            .launch(
+                Launch {
+                    env: Some("dev"),
+                    name: "win",
+                    windows: true,
+                },
+                1,
+            )
+            .await,
+        untagged: app
+            .launch(
+                Launch {
+                    env: None,
+                    name: "stray",
+                    windows: false,
+                },
+                1,
+            )
+            .await,
+    };
+    app.sync().await;
+    fleet
+}
+
+fn body(env: &str, ids: &[String]) -> Value {
+    json!({"environment": env, "instance_ids": ids, "duration_minutes": 30, "reason": "routine check"})
+}
+
+#[tokio::test]
+async fn authentication_is_required_and_checked() {
+    let app = spawn_app().await;
+    let (status, b) = app.get("/api/v1/instances", None).await;
+    assert_eq!((status, code(&b)), (401, "unauthenticated"));
+    let (status, b) = app.get("/api/v1/instances", Some("not-a-jwt")).await;
+    assert_eq!((status, code(&b)), (401, "invalid_token"));
+
+    // Signed with another secret.
+    let other = {
+        let mut s = app.ctx.settings.auth.clone();
+        s.jwt_secret = gatekeeper::config::Secret::new("a-completely-different-secret-value!!");
+        gatekeeper::auth::TokenAuthority::new(&s).unwrap()
+    };
+    let forged = other
+        .issue(
+            &gatekeeper::domain::SubjectId::parse("mallory").unwrap(),
+            None,
+            None,
+            vec!["prod-approvers".into()],
+            chrono::Utc::now(),
+            chrono::Duration::hours(1),
+        )
+        .unwrap();
+    let (status, b) = app.get("/api/v1/me", Some(&forged)).await;
+    assert_eq!((status, code(&b)), (401, "invalid_token"));
+
+    let expired = app
+        .ctx
+        .tokens
+        .issue(
+            &gatekeeper::domain::SubjectId::parse("alice").unwrap(),
+            None,
+            None,
+            vec![],
+            chrono::Utc::now() - chrono::Duration::hours(3),
+            chrono::Duration::hours(1),
+        )
+        .unwrap();
+    let (status, b) = app.get("/api/v1/me", Some(&expired)).await;
+    assert_eq!((status, code(&b)), (401, "token_expired"));
+
+    // An unsigned token ("alg": "none") is refused.
+    let header = base64_url(br#"{"alg":"none","typ":"JWT"}"#);
+    let claims = base64_url(br#"{"sub":"mallory","groups":["prod-approvers"],"iss":"gatekeeper","aud":"gatekeeper","iat":0,"exp":9999999999}"#);
+    let (status, _) = app
+        .get("/api/v1/me", Some(&format!("{header}.{claims}.")))
+        .await;
+    assert_eq!(status, 401);
+
+    let alice = app.token("alice", &["dev-approvers"]);
+    let (status, me) = app.get("/api/v1/me", Some(&alice)).await;
+    assert_eq!(status, 200);
+    assert_eq!(me["id"], "alice");
+    assert_eq!(me["os_user"], "gk-alice");
+    let dev = me["environments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "dev")
+        .unwrap();
+    assert_eq!(dev["may_approve"], true);
+    assert_eq!(dev["auto_approve_max_minutes"], 240);
+
+    let (status, health) = app.get("/api/v1/health", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(health["status"], "ok");
+}
+
+fn base64_url(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+#[tokio::test]
+async fn malformed_requests_get_400_and_unknown_routes_404() {
+    let app = spawn_app().await;
+    let alice = app.token("alice", &[]);
+    let (status, b) = app.post_raw("/api/v1/requests", &alice, "{not json").await;
+    assert_eq!((status, code(&b)), (400, "invalid_body"));
+    let (status, b) = app
+        .post_raw("/api/v1/requests", &alice, r#"{"environment":"dev"}"#)
+        .await;
+    assert_eq!((status, code(&b)), (400, "invalid_body"), "missing fields");
+    let (status, b) = app
+        .post_raw("/api/v1/requests", &alice, r#"{"environment":"dev","instance_ids":[],"duration_minutes":5,"reason":"abc","platform":"linux"}"#)
+        .await;
+    assert_eq!(
+        (status, code(&b)),
+        (400, "invalid_body"),
+        "unknown fields are refused, not ignored"
+    );
+    let (status, b) = app
+        .post_raw(
+            "/api/v1/requests",
+            &alice,
+            r#"{"environment":"dev","instance_ids":"i-1","duration_minutes":5,"reason":"abc"}"#,
+        )
+        .await;
+    assert_eq!((status, code(&b)), (400, "invalid_body"));
+    let big = format!(
+        r#"{{"environment":"dev","instance_ids":[],"duration_minutes":5,"reason":"{}"}}"#,
+        "x".repeat(70_000)
+    );
+    let (status, _) = app.post_raw("/api/v1/requests", &alice, &big).await;
+    assert!(status == 400 || status == 413, "oversized body: {status}");
+    let (status, b) = app.get("/api/v1/instances?limit=abc", Some(&alice)).await;
+    assert_eq!((status, code(&b)), (400, "invalid_query"));
+    let (status, b) = app.get("/api/v1/instances?bogus=1", Some(&alice)).await;
+    assert_eq!((status, code(&b)), (400, "invalid_query"));
+    let (status, b) = app.get("/api/v1/nothing-here", Some(&alice)).await;
+    assert_eq!((status, code(&b)), (404, "not_found"));
+    let (status, b) = app.get("/api/v1/requests/not-a-uuid", Some(&alice)).await;
+    assert_eq!((status, code(&b)), (404, "request_not_found"));
+    let (status, b) = app
+        .get(
+            &format!("/api/v1/requests/{}", uuid::Uuid::new_v4()),
+            Some(&alice),
+        )
+        .await;
+    assert_eq!((status, code(&b)), (404, "request_not_found"));
+    let (status, b) = app
+        .get("/api/v1/requests/x/credentials", Some(&alice))
+        .await;
+    assert_eq!((status, code(&b)), (404, "request_not_found"));
+}
+
+#[tokio::test]
+async fn search_filters_are_validated() {
+    let app = spawn_app().await;
+    let alice = app.token("alice", &[]);
+    for (query, expected) in [
+        ("platform=solaris", "invalid_platform"),
+        ("state=exploded", "invalid_state"),
+        ("environment=Not%20Valid", "invalid_environment"),
+        ("limit=0", "invalid_limit"),
+        ("limit=201", "invalid_limit"),
+        ("cursor=%21%21", "invalid_cursor"),
+        ("cursor=Zm9v", "invalid_cursor"),
+    ] {
+        let (status, b) = app
+            .get(&format!("/api/v1/instances?{query}"), Some(&alice))
+            .await;
+        assert_eq!((status, code(&b)), (422, expected), "{query}");
+    }
+    // LIKE wildcards in free text are literal.
+    fleet(&app).await;
+    let (status, page) = app.get("/api/v1/instances?q=%25", Some(&alice)).await;
+    assert_eq!(status, 200);
+    assert!(
+        page["items"].as_array().unwrap().is_empty(),
+        "% matches only a literal %"
+    );
+    let (_, page) = app.get("/api/v1/instances?q=_", Some(&alice)).await;
+    assert!(
+        page["items"].as_array().unwrap().is_empty(),
+        "_ matches only a literal _"
+    );
+
+    for (query, expected) in [
+        ("status=exploded", "invalid_status"),
+        ("limit=0", "invalid_limit"),
+        ("cursor=xyz", "invalid_cursor"),
+        ("person=a%20b", "invalid_subject"),
+    ] {
+        let (status, b) = app
+            .get(&format!("/api/v1/requests?{query}"), Some(&alice))
+            .await;
+        assert_eq!((status, code(&b)), (422, expected), "{query}");
+    }
+}
+
+#[tokio::test]
+async fn every_request_rule_is_enforced() {
+    let app = spawn_app().await;
+    let f = fleet(&app).await;
+    let alice = app.token("alice", &[]);
+    let many: Vec<String> = (0..101).map(|i| format!("i-{i:017x}")).collect();
+    let cases: Vec<(Value, &str)> = vec![
+        (body("staging", &f.dev[..1]), "unknown_environment"),
+        (body("DEV;rm", &f.dev[..1]), "invalid_environment"),
+        (body("dev", &[]), "no_instances"),
+        (body("dev", &["i-xyz".to_owned()]), "invalid_instance_id"),
+        (
+            body("dev", &["i-0123456789abcdef0; reboot".to_owned()]),
+            "invalid_instance_id",
+        ),
+        (
+            body("dev", &["i-0123456789abcdef0".to_owned()]),
+            "unknown_instance",
+        ),
+        (
+            body("dev", &[f.dev[0].clone(), f.dev[0].clone()]),
+            "duplicate_instance",
+        ),
+        (body("dev", &many), "too_many_instances"),
+        (body("dev", &f.prod), "instance_not_in_environment"),
+        (body("prod", &f.dev[..1]), "instance_not_in_environment"),
+        (body("dev", &f.untagged), "instance_not_in_environment"),
+        (body("dev", &f.win), "unsupported_platform"),
+        (
+            json!({"environment": "dev", "instance_ids": [f.dev[0]], "duration_minutes": 0, "reason": "check"}),
+            "invalid_duration",
+        ),
+        (
+            json!({"environment": "dev", "instance_ids": [f.dev[0]], "duration_minutes": -5, "reason": "check"}),
+            "invalid_duration",
+        ),
+        (
+            json!({"environment": "dev", "instance_ids": [f.dev[0]], "duration_minutes": 481, "reason": "check"}),
+            "invalid_duration",
+        ),
+        (
+            json!({"environment": "prod", "instance_ids": f.prod, "duration_minutes": 241, "reason": "check"}),
+            "invalid_duration",
+        ),
+        (
+            json!({"environment": "dev", "instance_ids": [f.dev[0]], "duration_minutes": 30, "reason": "  x "}),
+            "invalid_reason",
+        ),
+        (
+            json!({"environment": "dev", "instance_ids": [f.dev[0]], "duration_minutes": 30, "reason": "ok\u{0}bad"}),
+            "invalid_reason",
+        ),
+        (
+            json!({"environment": "dev", "instance_ids": [f.dev[0]], "duration_minutes": 30, "reason": "x".repeat(1001)}),
+            "invalid_reason",
+        ),
+        (
+            json!({"environment": "dev", "instance_ids": [f.dev[0]], "duration_minutes": 30, "reason": "check", "ticket": "OPS 1; id"}),
+            "invalid_ticket",
+        ),
+        (
+            json!({"environment": "dev", "instance_ids": [f.dev[0]], "duration_minutes": 30, "reason": "check", "subjects": ["bob smith"]}),
+            "invalid_subject",
+        ),
+        (
+            json!({"environment": "dev", "instance_ids": [f.dev[0]], "duration_minutes": 30, "reason": "check", "subjects": ["$(reboot)"]}),
+            "invalid_subject",
+        ),
+        (
+            json!({"environment": "dev", "instance_ids": [f.dev[0]], "duration_minutes": 30, "reason": "check", "subjects": ["bob", "bob"]}),
+            "duplicate_subject",
+        ),
+        (
+            json!({"environment": "dev", "instance_ids": [f.dev[0]], "duration_minutes": 30, "reason": "check", "subjects": (0..21).map(|i| format!("u{i}")).collect::<Vec<_>>()}),
+            "too_many_subjects",
+        ),
+    ];
+    for (request, expected) in cases {
+        let (status, b) = app.create_request(&alice, request.clone()).await;
+        assert_eq!((status, code(&b)), (422, expected), "{request}");
+    }
+
+    // A stopped instance, and one whose SSM agent is offline, cannot be granted.
+    app.ec2
+        .stop_instances()
+        .instance_ids(&f.dev[1])
+        .send()
+        .await
+        .unwrap();
+    let agents: serde_json::Map<String, Value> = [(f.dev[2].clone(), json!("ConnectionLost"))]
+        .into_iter()
+        .collect();
+    app.control("agents", Value::Object(agents)).await;
+    app.sync().await;
+    let (status, b) = app.create_request(&alice, body("dev", &f.dev[1..2])).await;
+    assert_eq!((status, code(&b)), (422, "instance_not_running"));
+    let (status, b) = app.create_request(&alice, body("dev", &f.dev[2..3])).await;
+    assert_eq!((status, code(&b)), (422, "instance_not_manageable"));
+    assert!(code(&b).len() > 3 && b["message"].as_str().unwrap().contains("ConnectionLost"));
+    let (_, page) = app
+        .get(&format!("/api/v1/instances?q={}", f.dev[2]), Some(&alice))
+        .await;
+    assert_eq!(page["items"][0]["grantable"], false);
+
+    // None of the refused requests reached AWS or the database.
+    assert!(app.commands().await.is_empty());
+    let (_, list) = app.get("/api/v1/requests", Some(&alice)).await;
+    assert!(list["items"].as_array().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn requester_groups_restrict_who_may_ask() {
+    let app = spawn_app_with(|s| {
+        s.environments.get_mut("prod").unwrap().requester_group = Some("oncall".into());
+    })
+    .await;
+    let prod = app
+        .launch(
+            Launch {
+                env: Some("prod"),
+                name: "api",
+                windows: false,
+            },
+            1,
+        )
+        .await;
+    app.sync().await;
+    let (status, b) = app
+        .create_request(&app.token("alice", &[]), body("prod", &prod))
+        .await;
+    assert_eq!((status, code(&b)), (403, "not_a_requester"));
+    let (status, b) = app
+        .create_request(&app.token("alice", &["oncall"]), body("prod", &prod))
+        .await;
+    assert_eq!(status, 201, "{b}");
+}
+
+#[tokio::test]
+async fn visibility_of_requests() {
+    let app = spawn_app().await;
+    let f = fleet(&app).await;
+    let alice = app.token("alice", &[]);
+    let bob = app.token("bob", &[]);
+    let dave = app.token("dave", &["dev-approvers"]);
+    let (_, a) = app
+        .create_request(&alice, json!({"environment": "dev", "instance_ids": [f.dev[0]], "subjects": ["carol"], "duration_minutes": 30, "reason": "for carol"}))
+        .await;
+    let id = a["id"].as_str().unwrap();
+    let carol = app.token("carol", &[]);
+    for (token, visible) in [(&alice, true), (&carol, true), (&dave, true), (&bob, false)] {
+        let (status, _) = app
+            .get(&format!("/api/v1/requests/{id}"), Some(token))
+            .await;
+        assert_eq!(status, if visible { 200 } else { 404 });
+        let (_, list) = app.get("/api/v1/requests", Some(token)).await;
+        assert_eq!(
+            list["items"].as_array().unwrap().len(),
+            usize::from(visible)
+        );
+    }
+    // The requester who is not a subject gets no key.
+    app.settle().await;
+    let (status, b) = app
+        .get(&format!("/api/v1/requests/{id}/credentials"), Some(&alice))
+        .await;
+    assert_eq!((status, code(&b)), (403, "not_a_subject"));
+    let (status, _) = app
+        .get(&format!("/api/v1/requests/{id}/credentials"), Some(&carol))
+        .await;
+    assert_eq!(status, 200);
+    let (_, list) = app
+        .get("/api/v1/requests?person=carol&status=active", Some(&dave))
+        .await;
+    assert_eq!(list["items"].as_array().unwrap().len(), 1);
+    let (_, list) = app
+        .get("/api/v1/requests?environment=prod", Some(&dave))
+        .await;
+    assert!(list["items"].as_array().unwrap().is_empty());
+}
