@@ -187,6 +187,20 @@ impl Default for Settings {
     }
 }
 
+const TOP_LEVEL_KEYS: &[&str] = &[
+    "listen",
+    "database_url",
+    "database_pool_size",
+    "auth",
+    "aws",
+    "inventory",
+    "worker",
+    "documents",
+    "encryption_key",
+    "static_dir",
+    "environments",
+];
+
 /// A configuration problem, naming the setting at fault.
 #[derive(Debug, thiserror::Error)]
 #[error("configuration: {0}")]
@@ -205,7 +219,16 @@ impl Settings {
             }
             figment = figment.merge(Toml::file(path));
         }
-        figment = figment.merge(Env::prefixed("GATEKEEPER_").split("__"));
+        // Only settings: other GATEKEEPER_* variables (GATEKEEPER_CONFIG, GATEKEEPER_LOG_FORMAT, the
+        // scripts' own) are not settings and must not trip the unknown-field check.
+        figment = figment.merge(
+            Env::prefixed("GATEKEEPER_")
+                .filter(|key| {
+                    let top = key.as_str().split("__").next().unwrap_or_default();
+                    TOP_LEVEL_KEYS.iter().any(|k| k.eq_ignore_ascii_case(top))
+                })
+                .split("__"),
+        );
         let settings: Settings = figment.extract().map_err(|e| {
             ConfigError(
                 e.into_iter()

@@ -1,0 +1,68 @@
+# Shared helpers for the scripts. Source it; do not run it.
+# Everything a fresh machine lacks is installed here, so the scripts work on a new machine.
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${GATEKEEPER_VENV:-$ROOT/.venv}"
+
+log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+# Debian packages, installed only when missing (needs root or sudo).
+ensure_debs() {
+  local missing=()
+  for pkg in "$@"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  log "installing Debian packages: ${missing[*]}"
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+ensure_rust() {
+  command -v cargo >/dev/null || die "cargo is not installed (Rust $(grep rust-version "$ROOT/Cargo.toml" | cut -d'"' -f2) or newer is needed)"
+}
+
+# The AWS emulator's virtualenv (moto server, pinned in tests/emulator/requirements.txt).
+ensure_venv() {
+  local stamp="$VENV/.requirements"
+  if [ -x "$VENV/bin/python" ] && cmp -s "$ROOT/tests/emulator/requirements.txt" "$stamp"; then
+    return 0
+  fi
+  command -v python3 >/dev/null || ensure_debs python3 python3-venv
+  log "creating the emulator's virtualenv in $VENV"
+  python3 -m venv "$VENV" 2>/dev/null || { ensure_debs python3-venv; python3 -m venv "$VENV"; }
+  "$VENV/bin/pip" install -q --disable-pip-version-check -r "$ROOT/tests/emulator/requirements.txt"
+  cp "$ROOT/tests/emulator/requirements.txt" "$stamp"
+}
+
+# Starts the emulator on $1 (port) in the background; sets EMULATOR_PID.
+start_emulator() {
+  local port="$1" logfile="$2"
+  "$VENV/bin/python" "$ROOT/tests/emulator/server.py" --port "$port" >"$logfile" 2>&1 &
+  EMULATOR_PID=$!
+  for _ in $(seq 1 100); do
+    if curl -fsS "http://127.0.0.1:$port/_gatekeeper/health" >/dev/null 2>&1; then return 0; fi
+    kill -0 "$EMULATOR_PID" 2>/dev/null || die "the AWS emulator exited; see $logfile"
+    sleep 0.2
+  done
+  die "the AWS emulator did not answer on port $port; see $logfile"
+}
+
+# PostgreSQL at 127.0.0.1:5432 (user postgres, trust auth). Started if installed but stopped.
+ensure_postgres() {
+  ensure_debs postgresql-client
+  if pg_isready -q -h 127.0.0.1 -p 5432; then return 0; fi
+  if command -v pg_ctlcluster >/dev/null && [ -d /etc/postgresql ]; then
+    log "starting PostgreSQL"
+    pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main start || true
+    for _ in $(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && return 0; sleep 1; done
+  fi
+  die "PostgreSQL is not reachable at 127.0.0.1:5432 (user postgres, trust auth); the suite runs on both databases"
+}
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Runs every test: formatting, unit tests, and the integration suite on SQLite and on PostgreSQL,
+# against the AWS emulator. Installs what a fresh machine lacks.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+cd "$ROOT"
+
+ensure_rust
+ensure_debs curl libpq-dev pkg-config
+ensure_venv
+ensure_postgres
+
+export GATEKEEPER_TEST_PYTHON="$VENV/bin/python"
+export RUST_LOG="${RUST_LOG:-warn,gatekeeper::alert=off}"
+
+log "cargo fmt --check"
+cargo fmt --all -- --check
+
+log "building the tests"
+cargo test --workspace --no-run --locked
+
+# Leftover databases of interrupted earlier runs.
+psql -h 127.0.0.1 -U postgres -d test -Atc "SELECT datname FROM pg_database WHERE datname LIKE 'gk_t_%'" |
+  while read -r db; do psql -h 127.0.0.1 -U postgres -d test -qc "DROP DATABASE IF EXISTS \"$db\"" >/dev/null; done
+
+log "unit and integration tests on SQLite"
+GATEKEEPER_TEST_DB=sqlite cargo test --workspace --locked
+
+log "integration tests on PostgreSQL"
+GATEKEEPER_TEST_DB=postgres cargo test -p gatekeeper --test api --locked
+
+psql -h 127.0.0.1 -U postgres -d test -Atc "SELECT datname FROM pg_database WHERE datname LIKE 'gk_t_%'" |
+  while read -r db; do psql -h 127.0.0.1 -U postgres -d test -qc "DROP DATABASE IF EXISTS \"$db\"" >/dev/null; done
+log "all tests passed"
