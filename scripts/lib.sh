@@ -18,7 +18,14 @@ ensure_debs() {
   local sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
   $sudo apt-get update -qq >/dev/null
+  # Never let a package start its service on this machine (openssh-server would start an sshd on
+  # port 22): the tests start their own, inside a sandbox.
+  local policy=/usr/sbin/policy-rc.d added=""
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' | $sudo tee "$policy" >/dev/null && $sudo chmod +x "$policy" && added=1
+  fi
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  [ -z "$added" ] || $sudo rm -f "$policy"
 }
 
 ensure_rust() {

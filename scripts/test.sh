@@ -6,7 +6,7 @@ source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 
 ensure_rust
-ensure_debs curl libpq-dev pkg-config
+ensure_debs curl libpq-dev pkg-config util-linux procps passwd openssh-server openssh-client sudo
 ensure_venv
 ensure_postgres
 

@@ -327,25 +327,55 @@ mod tests {
         assert_eq!(pattern(c, "publicKey"), domain::PUBLIC_KEY_PATTERN);
         assert_eq!(pattern(c, "expiresAt"), domain::EXPIRES_AT_PATTERN);
         assert_eq!(pattern(c, "sudo"), domain::SUDO_PATTERN);
+        for kind in DocumentKind::ALL {
+            assert_eq!(
+                pattern(kind, "executionTimeout"),
+                domain::EXECUTION_TIMEOUT_PATTERN
+            );
+        }
     }
 
     #[test]
-    fn every_placeholder_is_single_quoted_and_declared() {
+    fn placeholders_are_data_after_exit_never_code() {
         for kind in DocumentKind::ALL {
             let doc = parse(kind).unwrap();
             for step in &doc.main_steps {
                 let script = step.inputs.run_command.join("\n");
-                for m in PLACEHOLDER.captures_iter(&script) {
-                    assert!(doc.parameters.contains_key(&m[1]), "{} undeclared", &m[1]);
+                let lines: Vec<&str> = script.lines().collect();
+                let exit = lines
+                    .iter()
+                    .rposition(|l| l.trim() == "exit 0")
+                    .expect("the script ends with exit 0 before its data");
+                assert_eq!(lines[exit + 1], "#GATEKEEPER-PARAMETERS-BEGIN");
+                assert_eq!(*lines.last().unwrap(), "#GATEKEEPER-PARAMETERS-END");
+                for line in &lines[..=exit] {
+                    assert!(!line.contains("{{"), "a placeholder in code: {line}");
                 }
-                for line in script.lines().filter(|l| l.contains("{{")) {
-                    let trimmed = line.trim();
-                    assert!(
-                        trimmed.ends_with("}}'") && trimmed.contains("='{{"),
-                        "placeholder outside a single-quoted assignment: {trimmed}"
-                    );
+                let data = &lines[exit + 2..lines.len() - 1];
+                let mut names = Vec::new();
+                for line in data {
+                    let (name, value) = line.split_once('=').expect("name=value");
+                    assert_eq!(value, format!("{{{{ {name} }}}}"), "{line}");
+                    assert!(doc.parameters.contains_key(name), "{name} undeclared");
+                    names.push(name.to_owned());
                 }
+                // Every parameter but the time limit (used by SSM itself) is passed as data, once.
+                let mut declared: Vec<String> = doc
+                    .parameters
+                    .keys()
+                    .filter(|n| *n != "executionTimeout")
+                    .cloned()
+                    .collect();
+                declared.sort();
+                names.sort();
+                assert_eq!(names, declared);
+                // The script counts the block's lines: BEGIN + one per parameter + END.
+                assert!(script.contains(&format!("-eq {} ]] || fail", data.len() + 2)));
             }
+            assert_eq!(
+                doc.main_steps[0].inputs.timeout_seconds.as_deref(),
+                Some("{{ executionTimeout }}")
+            );
         }
     }
 
@@ -359,7 +389,7 @@ mod tests {
             ),
         ]);
         let scripts = render(DocumentKind::LinuxRemoveUser, &values).unwrap();
-        assert!(scripts[0].contains("user='gk-alice'"));
+        assert!(scripts[0].contains("\nusername=gk-alice\n"));
         values.insert("username".into(), "gk-alice'; reboot; '".into());
         assert!(matches!(
             render(DocumentKind::LinuxRemoveUser, &values),

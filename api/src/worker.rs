@@ -22,6 +22,8 @@ use crate::documents::DocumentKind;
 use crate::domain::{GrantStatus, RequestStatus, expiry_parameter};
 use crate::service::requests::{end_of_access, key_context};
 
+/// Seconds SSM may take to deliver a command to an instance (`SendCommand` `TimeoutSeconds`).
+pub const DELIVERY_TIMEOUT_SECONDS: i32 = 60;
 /// SSM accepts at most 50 instance ids per `SendCommand`.
 pub const MAX_TARGETS_PER_COMMAND: usize = 50;
 /// After this many failed attempts of a revoke, operators are alerted (and retries go on).
@@ -172,6 +174,16 @@ impl Worker {
         }
     }
 
+    /// How long SSM lets a document's script run on the instance.
+    fn execution_timeout(&self) -> String {
+        self.ctx
+            .settings
+            .worker
+            .command_timeout_seconds
+            .clamp(10, 9999)
+            .to_string()
+    }
+
     async fn request(&self, id: &str) -> Result<RequestRow, JobError> {
         let id = id.to_owned();
         self.ctx
@@ -280,6 +292,7 @@ impl Worker {
                 ("grantId".to_owned(), rid.clone()),
                 ("expiresAt".to_owned(), expires_param.clone()),
                 ("sudo".to_owned(), request.sudo.to_string()),
+                ("executionTimeout".to_owned(), self.execution_timeout()),
             ]);
             let ids: Vec<String> = batch.iter().map(|g| g.instance_id.clone()).collect();
             let spec = CommandSpec {
@@ -288,7 +301,7 @@ impl Worker {
                 instance_ids: ids.clone(),
                 parameters,
                 comment: format!("Gatekeeper grant {rid}"),
-                timeout_seconds: 60,
+                timeout_seconds: DELIVERY_TIMEOUT_SECONDS,
             };
             if let Err(e) = self
                 .send(
@@ -493,7 +506,9 @@ impl Worker {
         ok_action: &'static str,
         failed_action: &'static str,
     ) -> Result<Option<NaiveDateTime>, JobError> {
-        let timeout = Duration::seconds(self.ctx.settings.worker.command_timeout_seconds as i64);
+        // The script's own limit, plus the time SSM may take to deliver the command and report.
+        let timeout = Duration::seconds(self.ctx.settings.worker.command_timeout_seconds as i64)
+            + Duration::seconds(i64::from(DELIVERY_TIMEOUT_SECONDS) + 30);
         let mut running_since: Option<NaiveDateTime> = None;
         for grant in grants.iter().filter(|g| g.status == waiting.as_str()) {
             let (Some(command_id), Some(sent_at)) = (grant.command_id.clone(), grant.sent_at)
@@ -694,9 +709,10 @@ impl Worker {
                 parameters: BTreeMap::from([
                     ("username".to_owned(), first.os_user.clone()),
                     ("grantId".to_owned(), rid.clone()),
+                    ("executionTimeout".to_owned(), self.execution_timeout()),
                 ]),
                 comment: format!("Gatekeeper revoke {rid}"),
-                timeout_seconds: 60,
+                timeout_seconds: DELIVERY_TIMEOUT_SECONDS,
             };
             self.send(
                 &rid,

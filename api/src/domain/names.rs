@@ -22,6 +22,8 @@ pub const EXPIRES_AT_PATTERN: &str =
     "^20[0-9]{2}(0[1-9]|1[0-2])(0[1-9]|[12][0-9]|3[01])([01][0-9]|2[0-3])[0-5][0-9]$";
 /// `allowedPattern` of the sudo switch.
 pub const SUDO_PATTERN: &str = "^(true|false)$";
+/// `allowedPattern` of the script's time limit in seconds (10-9999).
+pub const EXECUTION_TIMEOUT_PATTERN: &str = "^[1-9][0-9]{1,3}$";
 
 fn regex(pattern: &str) -> Regex {
     // The patterns are compile-time constants covered by tests; an invalid one is a programming error.

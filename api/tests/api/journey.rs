@@ -181,6 +181,7 @@ async fn search_request_grant_collect_expire() {
         expires.format("%Y%m%d%H%M").to_string()
     );
     assert_eq!(param(create, "sudo"), "false");
+    assert_eq!(param(create, "executionTimeout"), "300");
     assert!(
         !format!("{create:?}").contains("PRIVATE KEY"),
         "no private key travels to SSM"
