@@ -47,6 +47,49 @@ pub fn generate_ed25519(comment: &str) -> Result<KeyPair, CryptoError> {
     })
 }
 
+/// A one-time RSA-2048 key a Windows instance encrypts the password it generates to: the public
+/// modulus (base64, as the document takes it) and the private key (PKCS#8 DER, to be sealed).
+pub struct PasswordKey {
+    pub public_modulus: String,
+    pub private_der: Zeroizing<Vec<u8>>,
+}
+
+pub fn generate_password_key() -> Result<PasswordKey, CryptoError> {
+    use rsa::pkcs8::EncodePrivateKey;
+    use rsa::traits::PublicKeyParts;
+    let key = rsa::RsaPrivateKey::new(&mut OsRng, 2048)
+        .map_err(|e| CryptoError::KeyGen(e.to_string()))?;
+    let modulus = key.n().to_bytes_be();
+    if modulus.len() != 256 {
+        return Err(CryptoError::KeyGen("RSA modulus is not 2048 bits".into()));
+    }
+    let der = key
+        .to_pkcs8_der()
+        .map_err(|e| CryptoError::KeyGen(e.to_string()))?;
+    Ok(PasswordKey {
+        public_modulus: STANDARD.encode(modulus),
+        private_der: Zeroizing::new(der.as_bytes().to_vec()),
+    })
+}
+
+/// Decrypts what a Windows instance printed (`base64(RSA-OAEP-SHA1(password))`).
+pub fn decrypt_password(
+    private_der: &[u8],
+    ciphertext_b64: &str,
+) -> Result<Zeroizing<String>, CryptoError> {
+    use rsa::pkcs8::DecodePrivateKey;
+    let key = rsa::RsaPrivateKey::from_pkcs8_der(private_der).map_err(|_| CryptoError::Open)?;
+    let ciphertext = STANDARD
+        .decode(ciphertext_b64.trim())
+        .map_err(|_| CryptoError::Open)?;
+    let plain = key
+        .decrypt(rsa::Oaep::new::<sha1::Sha1>(), &ciphertext)
+        .map_err(|_| CryptoError::Open)?;
+    String::from_utf8(plain)
+        .map(Zeroizing::new)
+        .map_err(|_| CryptoError::Open)
+}
+
 /// Authenticated encryption (XChaCha20-Poly1305) with the server's key. The associated data binds a
 /// sealed value to its owner, so a sealed key copied to another subject's row does not open.
 #[derive(Clone)]
@@ -112,6 +155,27 @@ mod tests {
         assert_eq!(private.public_key().key_data(), public.key_data());
         let other = generate_ed25519("gk test").unwrap();
         assert_ne!(pair.public, other.public, "every key pair is fresh");
+    }
+
+    #[test]
+    fn password_keys_round_trip_as_windows_encrypts() {
+        use rsa::traits::PublicKeyParts;
+        let key = generate_password_key().unwrap();
+        assert!(
+            regex::Regex::new(crate::domain::PASSWORD_KEY_PATTERN)
+                .unwrap()
+                .is_match(&key.public_modulus)
+        );
+        // Encrypt as the instance does: RSA-OAEP (SHA-1) to the modulus with exponent 65537.
+        let n = rsa::BigUint::from_bytes_be(&STANDARD.decode(&key.public_modulus).unwrap());
+        let public = rsa::RsaPublicKey::new(n, rsa::BigUint::from(65537u32)).unwrap();
+        assert_eq!(public.n().bits(), 2048);
+        let cipher = public
+            .encrypt(&mut OsRng, rsa::Oaep::new::<sha1::Sha1>(), b"S3cret!pass")
+            .unwrap();
+        let plain = decrypt_password(&key.private_der, &STANDARD.encode(cipher)).unwrap();
+        assert_eq!(plain.as_str(), "S3cret!pass");
+        assert!(decrypt_password(&key.private_der, "AAAA").is_err());
     }
 
     #[test]

@@ -14,6 +14,8 @@ use crate::aws::{AwsError, DocumentStore};
 pub enum DocumentKind {
     LinuxCreateUser,
     LinuxRemoveUser,
+    WindowsCreateUser,
+    WindowsRemoveUser,
 }
 
 impl DocumentKind {
@@ -25,6 +27,8 @@ impl DocumentKind {
         match self {
             DocumentKind::LinuxCreateUser => "LinuxCreateUser",
             DocumentKind::LinuxRemoveUser => "LinuxRemoveUser",
+            DocumentKind::WindowsCreateUser => "WindowsCreateUser",
+            DocumentKind::WindowsRemoveUser => "WindowsRemoveUser",
         }
     }
 
@@ -32,6 +36,8 @@ impl DocumentKind {
         match self {
             DocumentKind::LinuxCreateUser => "linux-create-user.yaml",
             DocumentKind::LinuxRemoveUser => "linux-remove-user.yaml",
+            DocumentKind::WindowsCreateUser => "windows-create-user.yaml",
+            DocumentKind::WindowsRemoveUser => "windows-remove-user.yaml",
         }
     }
 
@@ -42,6 +48,12 @@ impl DocumentKind {
             }
             DocumentKind::LinuxRemoveUser => {
                 include_str!("../../ssm-documents/linux-remove-user.yaml")
+            }
+            DocumentKind::WindowsCreateUser => {
+                include_str!("../../ssm-documents/windows-create-user.yaml")
+            }
+            DocumentKind::WindowsRemoveUser => {
+                include_str!("../../ssm-documents/windows-remove-user.yaml")
             }
         }
     }
@@ -320,9 +332,20 @@ mod tests {
     #[test]
     fn document_patterns_are_the_servers_own() {
         for kind in DocumentKind::ALL {
-            assert_eq!(pattern(kind, "username"), domain::OS_USER_PATTERN);
             assert_eq!(pattern(kind, "grantId"), domain::GRANT_ID_PATTERN);
         }
+        for kind in [DocumentKind::LinuxCreateUser, DocumentKind::LinuxRemoveUser] {
+            assert_eq!(pattern(kind, "username"), domain::OS_USER_PATTERN);
+        }
+        let w = DocumentKind::WindowsCreateUser;
+        assert_eq!(pattern(w, "username"), domain::WINDOWS_USER_PATTERN);
+        assert_eq!(pattern(w, "administrator"), domain::SUDO_PATTERN);
+        assert_eq!(pattern(w, "passwordKey"), domain::PASSWORD_KEY_PATTERN);
+        assert_eq!(pattern(w, "expiresAt"), domain::EXPIRES_AT_PATTERN);
+        assert_eq!(
+            pattern(DocumentKind::WindowsRemoveUser, "username"),
+            domain::WINDOWS_USER_PATTERN
+        );
         let c = DocumentKind::LinuxCreateUser;
         assert_eq!(pattern(c, "publicKey"), domain::PUBLIC_KEY_PATTERN);
         assert_eq!(pattern(c, "expiresAt"), domain::EXPIRES_AT_PATTERN);
@@ -370,12 +393,56 @@ mod tests {
                 names.sort();
                 assert_eq!(names, declared);
                 // The script counts the block's lines: BEGIN + one per parameter + END.
-                assert!(script.contains(&format!("-eq {} ]] || fail", data.len() + 2)));
+                let count = match kind {
+                    DocumentKind::LinuxCreateUser | DocumentKind::LinuxRemoveUser => {
+                        format!("-eq {} ]] || fail", data.len() + 2)
+                    }
+                    _ => format!("$end -ne $begin + {})", data.len() + 1),
+                };
+                assert!(script.contains(&count), "{kind:?} does not check {count}");
             }
             assert_eq!(
                 doc.main_steps[0].inputs.timeout_seconds.as_deref(),
                 Some("{{ executionTimeout }}")
             );
+        }
+    }
+
+    /// No PowerShell runs here: check the Windows scripts' structure, and that they re-check every
+    /// parameter with the same pattern (PowerShell spelling: `\A…\z` with case-sensitive `-cnotmatch`).
+    #[test]
+    fn windows_scripts_recheck_every_parameter_and_keep_secrets_off_the_command_line() {
+        for kind in [
+            DocumentKind::WindowsCreateUser,
+            DocumentKind::WindowsRemoveUser,
+        ] {
+            let doc = parse(kind).unwrap();
+            assert_eq!(doc.main_steps[0].action, "aws:runPowerShellScript");
+            let script = doc.main_steps[0].inputs.run_command.join("\n");
+            assert!(script.starts_with("$ErrorActionPreference = 'Stop'"));
+            for (name, p) in &doc.parameters {
+                if name == "executionTimeout" {
+                    continue;
+                }
+                let pattern = p.allowed_pattern.as_deref().unwrap();
+                let ps = format!("\\A{}\\z", &pattern[1..pattern.len() - 1]);
+                assert!(
+                    script.contains(&format!("-cnotmatch '{ps}'")),
+                    "{kind:?} does not re-check {name} with {ps}"
+                );
+            }
+            if kind == DocumentKind::WindowsCreateUser {
+                // Groups by well-known SID (names are localised); the password leaves only encrypted.
+                assert!(script.contains("S-1-5-32-555") && script.contains("S-1-5-32-544"));
+                assert!(
+                    script.contains("'GATEKEEPER-PASSWORD:' + [Convert]::ToBase64String($cipher)")
+                );
+                assert!(
+                    !doc.parameters
+                        .keys()
+                        .any(|k| k.eq_ignore_ascii_case("password"))
+                );
+            }
         }
     }
 

@@ -16,11 +16,13 @@ use crate::context::Context;
 use crate::crypto;
 use crate::db::events::{self, Event};
 use crate::db::jobs::{self, JobKind};
-use crate::db::models::{GrantRow, JobRow, RequestRow};
+use crate::db::models::{GrantRow, JobRow, RequestRow, SubjectRow};
 use crate::db::{self, DbError};
 use crate::documents::DocumentKind;
-use crate::domain::{GrantStatus, RequestStatus, expiry_parameter};
-use crate::service::requests::{end_of_access, key_context};
+use crate::domain::{GrantStatus, Platform, RequestStatus, expiry_parameter};
+use crate::service::requests::{
+    end_of_access, grant_secret_context, key_context, password_key_context,
+};
 
 /// Seconds SSM may take to deliver a command to an instance (`SendCommand` `TimeoutSeconds`).
 pub const DELIVERY_TIMEOUT_SECONDS: i32 = 60;
@@ -258,20 +260,20 @@ impl Worker {
         let expires_param =
             expiry_parameter(to_utc(expires_at)).map_err(|e| JobError::Other(e.message))?;
 
-        self.ensure_keys(&request).await?;
+        let grants = self.grants(&rid).await?;
+        self.ensure_keys(&request, &grants).await?;
         let id = rid.clone();
         let subjects = self
             .ctx
             .db(move |conn| db::requests::subjects(conn, &id))
             .await?;
-        let public_keys: BTreeMap<String, String> = subjects
-            .iter()
-            .filter_map(|s| Some((s.subject.clone(), s.public_key.clone()?)))
+        let subjects: BTreeMap<String, SubjectRow> = subjects
+            .into_iter()
+            .map(|s| (s.subject.clone(), s))
             .collect();
 
         // Send the create document to every grant not sent yet.
-        let grants = self.grants(&rid).await?;
-        let document = DocumentKind::LinuxCreateUser.name(&self.ctx.settings.documents.name_prefix);
+        let prefix = &self.ctx.settings.documents.name_prefix;
         let unsent: Vec<&GrantRow> = grants
             .iter()
             .filter(|g| {
@@ -283,21 +285,45 @@ impl Worker {
             .collect();
         for batch in batches(&unsent) {
             let first = batch[0];
-            let key = public_keys
+            let subject = subjects
                 .get(&first.subject)
-                .ok_or_else(|| JobError::Other(format!("no key for subject {}", first.subject)))?;
-            let parameters = BTreeMap::from([
-                ("username".to_owned(), first.os_user.clone()),
-                ("publicKey".to_owned(), key.clone()),
-                ("grantId".to_owned(), rid.clone()),
-                ("expiresAt".to_owned(), expires_param.clone()),
-                ("sudo".to_owned(), request.sudo.to_string()),
-                ("executionTimeout".to_owned(), self.execution_timeout()),
-            ]);
+                .ok_or_else(|| JobError::Other(format!("no subject row for {}", first.subject)))?;
+            let missing = || JobError::Other(format!("no key for subject {}", first.subject));
+            let (document, parameters) = if first.platform == Platform::Windows.as_str() {
+                (
+                    DocumentKind::WindowsCreateUser.name(prefix),
+                    BTreeMap::from([
+                        ("username".to_owned(), first.os_user.clone()),
+                        ("grantId".to_owned(), rid.clone()),
+                        ("expiresAt".to_owned(), expires_param.clone()),
+                        ("administrator".to_owned(), request.sudo.to_string()),
+                        (
+                            "passwordKey".to_owned(),
+                            subject.password_key_public.clone().ok_or_else(missing)?,
+                        ),
+                        ("executionTimeout".to_owned(), self.execution_timeout()),
+                    ]),
+                )
+            } else {
+                (
+                    DocumentKind::LinuxCreateUser.name(prefix),
+                    BTreeMap::from([
+                        ("username".to_owned(), first.os_user.clone()),
+                        (
+                            "publicKey".to_owned(),
+                            subject.public_key.clone().ok_or_else(missing)?,
+                        ),
+                        ("grantId".to_owned(), rid.clone()),
+                        ("expiresAt".to_owned(), expires_param.clone()),
+                        ("sudo".to_owned(), request.sudo.to_string()),
+                        ("executionTimeout".to_owned(), self.execution_timeout()),
+                    ]),
+                )
+            };
             let ids: Vec<String> = batch.iter().map(|g| g.instance_id.clone()).collect();
             let spec = CommandSpec {
                 region: first.region.clone(),
-                document: document.clone(),
+                document,
                 instance_ids: ids.clone(),
                 parameters,
                 comment: format!("Gatekeeper grant {rid}"),
@@ -397,39 +423,114 @@ impl Worker {
         Ok(Step::Done)
     }
 
-    /// Generates the key pair of every subject that has none yet; a resumed job keeps the first one.
-    async fn ensure_keys(&self, request: &RequestRow) -> Result<(), JobError> {
+    /// Generates the keys each subject needs (an SSH key pair for Linux grants, a one-time password key
+    /// for Windows grants) unless they exist; a resumed job keeps the first ones.
+    async fn ensure_keys(&self, request: &RequestRow, grants: &[GrantRow]) -> Result<(), JobError> {
         let id = request.id.clone();
         let subjects = self
             .ctx
             .db(move |conn| db::requests::subjects(conn, &id))
             .await?;
-        for subject in subjects.into_iter().filter(|s| s.public_key.is_none()) {
-            let comment = format!("{}@gatekeeper-{}", subject.os_user, &request.id[..8]);
-            let pair =
-                crypto::generate_ed25519(&comment).map_err(|e| JobError::Other(e.to_string()))?;
-            let sealed = self.ctx.sealer.seal(
-                pair.private_openssh.as_bytes(),
-                &key_context(&request.id, &subject.subject),
-            );
-            let public = pair.public.to_string();
-            let (id, name) = (request.id.clone(), subject.subject.clone());
+        let needs = |subject: &str, platform: Platform| {
+            grants
+                .iter()
+                .any(|g| g.subject == subject && g.platform == platform.as_str())
+        };
+        for subject in subjects {
             let now = self.ctx.clock.now_naive();
-            self.ctx
-                .db(move |conn| {
-                    if db::requests::store_key(conn, &id, &name, &public, &sealed)? {
-                        events::append(
-                            conn,
-                            Event::system(&id, "key_generated")
-                                .detail(json!({ "subject": name, "public_key": public })),
-                            now,
-                        )?;
-                    }
-                    Ok::<_, DbError>(())
-                })
-                .await?;
+            if subject.public_key.is_none() && needs(&subject.subject, Platform::Linux) {
+                let comment = format!("{}@gatekeeper-{}", subject.os_user, &request.id[..8]);
+                let pair = crypto::generate_ed25519(&comment)
+                    .map_err(|e| JobError::Other(e.to_string()))?;
+                let sealed = self.ctx.sealer.seal(
+                    pair.private_openssh.as_bytes(),
+                    &key_context(&request.id, &subject.subject),
+                );
+                let public = pair.public.to_string();
+                let (id, name) = (request.id.clone(), subject.subject.clone());
+                self.ctx
+                    .db(move |conn| {
+                        if db::requests::store_key(conn, &id, &name, &public, &sealed)? {
+                            events::append(
+                                conn,
+                                Event::system(&id, "key_generated")
+                                    .detail(json!({ "subject": name, "public_key": public })),
+                                now,
+                            )?;
+                        }
+                        Ok::<_, DbError>(())
+                    })
+                    .await?;
+            }
+            if subject.password_key_public.is_none() && needs(&subject.subject, Platform::Windows) {
+                let key = tokio::task::spawn_blocking(crypto::generate_password_key)
+                    .await
+                    .map_err(|e| JobError::Other(e.to_string()))?
+                    .map_err(|e| JobError::Other(e.to_string()))?;
+                let sealed = self.ctx.sealer.seal(
+                    &key.private_der,
+                    &password_key_context(&request.id, &subject.subject),
+                );
+                let (id, name, public) = (
+                    request.id.clone(),
+                    subject.subject.clone(),
+                    key.public_modulus,
+                );
+                self.ctx
+                    .db(move |conn| {
+                        if db::requests::store_password_key(conn, &id, &name, &public, &sealed)? {
+                            events::append(
+                                conn,
+                                Event::system(&id, "password_key_generated")
+                                    .detail(json!({ "subject": name })),
+                                now,
+                            )?;
+                        }
+                        Ok::<_, DbError>(())
+                    })
+                    .await?;
+            }
         }
         Ok(())
+    }
+
+    /// The password a Windows create command printed, decrypted with the subject's one-time key and
+    /// sealed for storage.
+    async fn seal_windows_password(
+        &self,
+        grant: &GrantRow,
+        stdout: &str,
+    ) -> Result<String, String> {
+        let line = stdout
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("GATEKEEPER-PASSWORD:"))
+            .ok_or("the instance printed no encrypted password")?
+            .to_owned();
+        let (id, subject) = (grant.request_id.clone(), grant.subject.clone());
+        let subjects = self
+            .ctx
+            .db(move |conn| db::requests::subjects(conn, &id))
+            .await
+            .map_err(|e: DbError| e.to_string())?;
+        let sealed_key = subjects
+            .into_iter()
+            .find(|s| s.subject == subject)
+            .and_then(|s| s.password_key_sealed)
+            .ok_or("the password key is gone")?;
+        let der = self
+            .ctx
+            .sealer
+            .open(
+                &sealed_key,
+                &password_key_context(&grant.request_id, &grant.subject),
+            )
+            .map_err(|e| e.to_string())?;
+        let password = crypto::decrypt_password(&der, &line)
+            .map_err(|_| "the encrypted password does not decrypt".to_owned())?;
+        Ok(self.ctx.sealer.seal(
+            password.as_bytes(),
+            &grant_secret_context(&grant.request_id, &grant.subject, &grant.instance_id),
+        ))
     }
 
     /// Marks grants as being sent, sends, then records the command id. A crash between the two writes
@@ -524,6 +625,29 @@ impl Worker {
             {
                 Ok(inv) => match inv.state {
                     InvocationState::Running => None,
+                    InvocationState::Success
+                        if ok == GrantStatus::Active
+                            && grant.platform == Platform::Windows.as_str() =>
+                    {
+                        match self.seal_windows_password(grant, &inv.stdout).await {
+                            Ok(sealed) => {
+                                let g = grant.clone();
+                                self.ctx
+                                    .db(move |conn| {
+                                        db::requests::set_grant_secret(
+                                            conn,
+                                            &g.request_id,
+                                            &g.subject,
+                                            &g.instance_id,
+                                            &sealed,
+                                        )
+                                    })
+                                    .await?;
+                                Some((ok, None))
+                            }
+                            Err(e) => Some((failed, Some(e))),
+                        }
+                    }
                     InvocationState::Success => Some((ok, None)),
                     InvocationState::Failed { status, detail } => {
                         let stderr: String = inv
@@ -658,7 +782,7 @@ impl Worker {
         }
 
         let grants = self.grants(&rid).await?;
-        let document = DocumentKind::LinuxRemoveUser.name(&self.ctx.settings.documents.name_prefix);
+        let prefix = &self.ctx.settings.documents.name_prefix;
         // Grants never sent created nothing; every other one may have, so it gets the remove document.
         let never_sent: Vec<GrantRow> = grants
             .iter()
@@ -702,9 +826,14 @@ impl Worker {
         for batch in batches(&to_remove) {
             let first = batch[0];
             let ids: Vec<String> = batch.iter().map(|g| g.instance_id.clone()).collect();
+            let document = if first.platform == Platform::Windows.as_str() {
+                DocumentKind::WindowsRemoveUser.name(prefix)
+            } else {
+                DocumentKind::LinuxRemoveUser.name(prefix)
+            };
             let spec = CommandSpec {
                 region: first.region.clone(),
-                document: document.clone(),
+                document,
                 instance_ids: ids.clone(),
                 parameters: BTreeMap::from([
                     ("username".to_owned(), first.os_user.clone()),
@@ -802,12 +931,13 @@ fn e_is_retryable(e: &JobError) -> bool {
     }
 }
 
-/// Groups grants by (subject, region) into batches of at most 50 instances: one `SendCommand` each.
+/// Groups grants by (subject, region, platform) into batches of at most 50 instances: one
+/// `SendCommand` each.
 fn batches<'a>(grants: &[&'a GrantRow]) -> Vec<Vec<&'a GrantRow>> {
-    let mut groups: BTreeMap<(String, String), Vec<&'a GrantRow>> = BTreeMap::new();
+    let mut groups: BTreeMap<(String, String, String), Vec<&'a GrantRow>> = BTreeMap::new();
     for g in grants {
         groups
-            .entry((g.subject.clone(), g.region.clone()))
+            .entry((g.subject.clone(), g.region.clone(), g.platform.clone()))
             .or_default()
             .push(g);
     }
@@ -864,6 +994,8 @@ mod tests {
                 sent_at: None,
                 last_error: None,
                 updated_at: now,
+                platform: "linux".into(),
+                secret_sealed: None,
             })
             .collect();
         let refs: Vec<&GrantRow> = rows.iter().collect();

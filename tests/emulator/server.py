@@ -11,6 +11,8 @@ product:
 * ``SendCommand`` with ``InstanceIds`` targets those instances only (moto targets every instance of the
   region when no ``Targets`` are given).
 * ``ListDocumentVersions`` and ``CancelCommand`` (moto has neither).
+* The Windows create document's output: a generated password encrypted to the ``passwordKey``
+  parameter, as the PowerShell script prints it (``GET /_gatekeeper/passwords`` tells what it was).
 * ``GetCommandInvocation`` answers ``InvocationDoesNotExist`` for the first look at a fresh invocation,
   as SSM does right after ``SendCommand``, then the result; ``POST /_gatekeeper/outcomes`` scripts
   other results (``Failed``, ``InProgress``, ``TimedOut`` …) per instance and document, and
@@ -21,17 +23,22 @@ Control endpoints (JSON):
   POST /_gatekeeper/outcomes  [{"instance_id": "i-…", "document": "Gatekeeper-LinuxRemoveUser",
                                 "status": "Failed", "stderr": "…", "times": 1}]   (times -1: always)
   POST /_gatekeeper/throttle  {"account": "123456789012", "calls": 3}
+  GET  /_gatekeeper/passwords the passwords Windows creates "generated", by "command id/instance id"
   POST /_gatekeeper/reset     forget everything above (moto's own state: POST /moto-api/reset)
   GET  /_gatekeeper/health
 """
 
 import argparse
+import base64
 import json
+import secrets
 import os
 import re
 import threading
 import time
 
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from moto.core.exceptions import JsonRESTError
 from moto.ec2.models import ec2_backends
 from moto.iam import models as iam_models
@@ -52,6 +59,7 @@ STATE = {
     "assigned": {},  # (command id, instance id) -> outcome
     "looks": {},  # (command id, instance id) -> GetCommandInvocation calls so far
     "throttle": {},  # account id -> next N SSM command calls fail with ThrottlingException
+    "passwords": {},  # "command id/instance id" -> the password a Windows create "generated"
 }
 
 
@@ -62,6 +70,7 @@ def reset_state():
         STATE["assigned"].clear()
         STATE["looks"].clear()
         STATE["throttle"].clear()
+        STATE["passwords"].clear()
 
 
 def take_throttle(account_id):
@@ -142,6 +151,8 @@ def _get_command_invocation(self, command_id, instance_id, plugin_name):
             "An error occurred (InvocationDoesNotExist) when calling the GetCommandInvocation operation",
         )
     outcome = _scripted(command, instance_id)
+    if not outcome and (command.document_name or "").endswith("WindowsCreateUser"):
+        invocation["StandardOutputContent"] = _windows_output(command, instance_id)
     if outcome:
         invocation["Status"] = outcome["status"]
         invocation["StatusDetails"] = outcome.get("details", outcome["status"])
@@ -151,6 +162,25 @@ def _get_command_invocation(self, command_id, instance_id, plugin_name):
 
 
 ssm_models.SimpleSystemManagerBackend.get_command_invocation = _get_command_invocation
+
+
+def _windows_output(command, instance_id):
+    """What the Windows create document prints: a password generated "on the instance", encrypted with
+    RSA-OAEP (SHA-1) to the one-time key passed as the passwordKey parameter."""
+    key = f"{command.command_id}/{instance_id}"
+    with LOCK:
+        password = STATE["passwords"].get(key)
+        if password is None:
+            password = "Gk" + secrets.token_urlsafe(18) + "!7"
+            STATE["passwords"][key] = password
+    modulus = command.parameters.get("passwordKey", [""])[0]
+    public = rsa.RSAPublicNumbers(65537, int.from_bytes(base64.b64decode(modulus), "big")).public_key()
+    cipher = public.encrypt(
+        password.encode(),
+        padding.OAEP(mgf=padding.MGF1(algorithm=hashes.SHA1()), algorithm=hashes.SHA1(), label=None),
+    )
+    user = command.parameters.get("username", ["?"])[0]
+    return f"GATEKEEPER-PASSWORD:{base64.b64encode(cipher).decode()}\ngatekeeper: {user} is ready\n"
 
 
 # --- DescribeInstanceInformation ------------------------------------------------------------------
@@ -234,6 +264,9 @@ class WithControl:
         body = request.get_json(silent=True)
         if path == "/_gatekeeper/health":
             response = {"status": "ok"}
+        elif path == "/_gatekeeper/passwords":
+            with LOCK:
+                response = dict(STATE["passwords"])
         elif path == "/_gatekeeper/reset":
             reset_state()
             response = {"status": "reset"}

@@ -60,6 +60,12 @@ pub struct SubjectRow {
     /// The private key, sealed with the server's encryption key, until collected or ended.
     pub private_key_sealed: Option<String>,
     pub key_collected_at: Option<NaiveDateTime>,
+    /// The local user name on Windows instances (20 characters at most).
+    pub windows_user: Option<String>,
+    /// The one-time RSA public key (base64 modulus) Windows instances encrypt passwords to.
+    pub password_key_public: Option<String>,
+    /// Its private half, sealed, until access ends.
+    pub password_key_sealed: Option<String>,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
@@ -75,6 +81,10 @@ pub struct GrantRow {
     pub sent_at: Option<NaiveDateTime>,
     pub last_error: Option<String>,
     pub updated_at: NaiveDateTime,
+    /// `linux` or `windows`.
+    pub platform: String,
+    /// Windows: the password this grant's instance generated, sealed, until collected.
+    pub secret_sealed: Option<String>,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable)]

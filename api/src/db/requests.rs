@@ -152,46 +152,128 @@ pub fn store_key(
     Ok(stored == 1)
 }
 
-/// Takes the sealed private key out of storage: returns it and wipes it in one step, so that it is
-/// handed out at most once even when two calls race.
-pub fn take_private_key(
+/// What a subject collects, still sealed.
+#[derive(Debug, Default)]
+pub struct SealedCredentials {
+    pub private_key: Option<String>,
+    /// (instance id, sealed password) of the subject's Windows grants.
+    pub passwords: Vec<(String, String)>,
+}
+
+/// Takes a subject's credentials out of storage: marks them collected and wipes them in one
+/// transaction, so that they are handed out at most once even when two calls race. `None` when they
+/// were collected before.
+pub fn take_credentials(
     conn: &mut DbConnection,
     request_id: &str,
     subject: &str,
     now: NaiveDateTime,
-) -> DbResult<Option<String>> {
+) -> DbResult<Option<SealedCredentials>> {
     conn.transaction(|conn| {
-        let sealed: Option<Option<String>> = request_subjects::table
+        let private_key: Option<Option<String>> = request_subjects::table
             .find((request_id, subject))
+            .filter(request_subjects::key_collected_at.is_null())
             .select(request_subjects::private_key_sealed)
             .first(conn)
             .optional()?;
-        let Some(Some(sealed)) = sealed else {
+        let Some(private_key) = private_key else {
             return Ok(None);
         };
         let taken = diesel::update(
             request_subjects::table
                 .find((request_id, subject))
-                .filter(request_subjects::private_key_sealed.eq(&sealed)),
+                .filter(request_subjects::key_collected_at.is_null()),
         )
         .set((
             request_subjects::private_key_sealed.eq(None::<String>),
             request_subjects::key_collected_at.eq(Some(now)),
         ))
         .execute(conn)?;
-        Ok((taken == 1).then_some(sealed))
+        if taken != 1 {
+            return Ok(None);
+        }
+        let passwords: Vec<(String, Option<String>)> = grants::table
+            .filter(grants::request_id.eq(request_id))
+            .filter(grants::subject.eq(subject))
+            .filter(grants::secret_sealed.is_not_null())
+            .select((grants::instance_id, grants::secret_sealed))
+            .load(conn)?;
+        diesel::update(
+            grants::table
+                .filter(grants::request_id.eq(request_id))
+                .filter(grants::subject.eq(subject)),
+        )
+        .set(grants::secret_sealed.eq(None::<String>))
+        .execute(conn)?;
+        Ok(Some(SealedCredentials {
+            private_key,
+            passwords: passwords
+                .into_iter()
+                .filter_map(|(instance, secret)| Some((instance, secret?)))
+                .collect(),
+        }))
     })
 }
 
-/// Wipes every private key of a request that has not been collected.
+/// Stores a subject's one-time password key unless one is already there.
+pub fn store_password_key(
+    conn: &mut DbConnection,
+    request_id: &str,
+    subject: &str,
+    public: &str,
+    sealed: &str,
+) -> DbResult<bool> {
+    let stored = diesel::update(
+        request_subjects::table
+            .find((request_id, subject))
+            .filter(request_subjects::password_key_public.is_null()),
+    )
+    .set((
+        request_subjects::password_key_public.eq(Some(public)),
+        request_subjects::password_key_sealed.eq(Some(sealed)),
+    ))
+    .execute(conn)?;
+    Ok(stored == 1)
+}
+
+/// Stores the sealed password a Windows grant produced.
+pub fn set_grant_secret(
+    conn: &mut DbConnection,
+    request_id: &str,
+    subject: &str,
+    instance_id: &str,
+    sealed: &str,
+) -> DbResult<()> {
+    diesel::update(grants::table.find((request_id, subject, instance_id)))
+        .set(grants::secret_sealed.eq(Some(sealed)))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Wipes every secret of a request that is still stored: private keys, password keys, passwords.
 pub fn wipe_private_keys(conn: &mut DbConnection, request_id: &str) -> DbResult<usize> {
-    Ok(diesel::update(
+    let keys = diesel::update(
         request_subjects::table
             .filter(request_subjects::request_id.eq(request_id))
-            .filter(request_subjects::private_key_sealed.is_not_null()),
+            .filter(
+                request_subjects::private_key_sealed
+                    .is_not_null()
+                    .or(request_subjects::password_key_sealed.is_not_null()),
+            ),
     )
-    .set(request_subjects::private_key_sealed.eq(None::<String>))
-    .execute(conn)?)
+    .set((
+        request_subjects::private_key_sealed.eq(None::<String>),
+        request_subjects::password_key_sealed.eq(None::<String>),
+    ))
+    .execute(conn)?;
+    let passwords = diesel::update(
+        grants::table
+            .filter(grants::request_id.eq(request_id))
+            .filter(grants::secret_sealed.is_not_null()),
+    )
+    .set(grants::secret_sealed.eq(None::<String>))
+    .execute(conn)?;
+    Ok(keys + passwords)
 }
 
 /// Sets the status of grants (all of one subject's grants in `instance_ids`) and the command that

@@ -50,6 +50,9 @@ diesel::table! {
         public_key -> Nullable<Text>,
         private_key_sealed -> Nullable<Text>,
         key_collected_at -> Nullable<Timestamp>,
+        windows_user -> Nullable<Text>,
+        password_key_public -> Nullable<Text>,
+        password_key_sealed -> Nullable<Text>,
     }
 }
 
@@ -65,6 +68,8 @@ diesel::table! {
         sent_at -> Nullable<Timestamp>,
         last_error -> Nullable<Text>,
         updated_at -> Timestamp,
+        platform -> Text,
+        secret_sealed -> Nullable<Text>,
     }
 }
 

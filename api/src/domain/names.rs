@@ -22,6 +22,10 @@ pub const EXPIRES_AT_PATTERN: &str =
     "^20[0-9]{2}(0[1-9]|1[0-2])(0[1-9]|[12][0-9]|3[01])([01][0-9]|2[0-3])[0-5][0-9]$";
 /// `allowedPattern` of the sudo switch.
 pub const SUDO_PATTERN: &str = "^(true|false)$";
+/// `allowedPattern` of the Windows user name parameter (local user names have 20 characters at most).
+pub const WINDOWS_USER_PATTERN: &str = "^gk-[a-z0-9][a-z0-9-]{0,16}$";
+/// `allowedPattern` of the one-time RSA-2048 public key (base64 of the 256-byte modulus).
+pub const PASSWORD_KEY_PATTERN: &str = "^[A-Za-z0-9+/]{342}==$";
 /// `allowedPattern` of the script's time limit in seconds (10-9999).
 pub const EXECUTION_TIMEOUT_PATTERN: &str = "^[1-9][0-9]{1,3}$";
 
@@ -34,6 +38,7 @@ static OS_USER_RE: LazyLock<Regex> = LazyLock::new(|| regex(OS_USER_PATTERN));
 static PUBLIC_KEY_RE: LazyLock<Regex> = LazyLock::new(|| regex(PUBLIC_KEY_PATTERN));
 static GRANT_ID_RE: LazyLock<Regex> = LazyLock::new(|| regex(GRANT_ID_PATTERN));
 static EXPIRES_AT_RE: LazyLock<Regex> = LazyLock::new(|| regex(EXPIRES_AT_PATTERN));
+static WINDOWS_USER_RE: LazyLock<Regex> = LazyLock::new(|| regex(WINDOWS_USER_PATTERN));
 static INSTANCE_ID_RE: LazyLock<Regex> = LazyLock::new(|| regex("^i-([0-9a-f]{8}|[0-9a-f]{17})$"));
 static SUBJECT_RE: LazyLock<Regex> =
     LazyLock::new(|| regex("^[A-Za-z0-9][A-Za-z0-9._@+|:=-]{0,127}$"));
@@ -169,7 +174,35 @@ impl SubjectId {
     }
 }
 
+impl SubjectId {
+    /// The local user name on Windows (20 characters at most): the Linux name when it fits, otherwise
+    /// `gk-` + a prefix of at most 7 characters + `--` + 8 hex digits of the id's SHA-256.
+    pub fn windows_user(&self) -> OsUserName {
+        let linux = self.os_user();
+        if linux.as_str().len() <= 20 {
+            return linux;
+        }
+        let digest = Sha256::digest(self.as_str().as_bytes());
+        let hash = hex::encode(&digest[..4]);
+        let stem = linux.as_str()["gk-".len()..]
+            .split("--")
+            .next()
+            .unwrap_or_default();
+        let prefix: String = stem.chars().take(7).collect();
+        let prefix = prefix.trim_end_matches('-');
+        if prefix.is_empty() {
+            OsUserName(format!("gk-u--{hash}"))
+        } else {
+            OsUserName(format!("gk-{prefix}--{hash}"))
+        }
+    }
+}
+
 impl OsUserName {
+    pub fn is_valid_windows(&self) -> bool {
+        WINDOWS_USER_RE.is_match(&self.0)
+    }
+
     /// Accepts only names the server itself would derive (used to re-check stored values).
     pub fn parse(value: &str) -> Result<Self, ValidationError> {
         if OS_USER_RE.is_match(value) {
@@ -377,6 +410,27 @@ mod tests {
                 .as_str(),
             "gk-alice--1234abcd"
         );
+    }
+
+    #[test]
+    fn windows_names_fit_twenty_characters_and_stay_distinct() {
+        assert_eq!(
+            SubjectId::parse("alice").unwrap().windows_user().as_str(),
+            "gk-alice"
+        );
+        let long = SubjectId::parse("a-very-long-user-name").unwrap();
+        let other = SubjectId::parse("a-very-long-user-nama").unwrap();
+        for s in [
+            &long,
+            &other,
+            &SubjectId::parse("alice.smith@example.com").unwrap(),
+        ] {
+            let w = s.windows_user();
+            assert!(w.is_valid_windows(), "{w}");
+            assert!(w.as_str().len() <= 20);
+        }
+        assert_ne!(long.windows_user(), other.windows_user());
+        assert!(long.windows_user().as_str().contains("--"));
     }
 
     #[test]

@@ -10,7 +10,7 @@ use super::extract::AuthUser;
 use crate::clock::to_utc;
 use crate::context::Context;
 use crate::db::models::RequestRow;
-use crate::domain::{GrantStatus, RequestStatus};
+use crate::domain::{GrantStatus, Platform, RequestStatus};
 use crate::service::ServiceError;
 use crate::service::requests::{self as svc, ListQuery, NewRequest, RequestDetail};
 
@@ -244,20 +244,38 @@ pub struct CredentialTarget {
     pub ssh_command: Option<String>,
 }
 
-/// The subject's private key and login details. Handed out once.
+/// A Windows instance and the password its Remote Desktop account got.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct WindowsLogin {
+    pub instance_id: String,
+    pub name: Option<String>,
+    pub private_ip: Option<String>,
+    pub public_ip: Option<String>,
+    /// The local user name.
+    pub username: String,
+    /// Generated on the instance; not stored anymore once this response is sent.
+    pub password: String,
+}
+
+/// The subject's private key, Windows passwords and login details. Handed out once.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct CredentialsResponse {
     pub request_id: String,
     pub subject: String,
+    /// The OS user on Linux instances.
     pub os_user: String,
     /// `ed25519`.
     pub key_type: String,
-    /// OpenSSH private key. It is not stored anymore once this response is sent.
-    pub private_key: String,
+    /// OpenSSH private key for the Linux instances (absent when the request has none). It is not stored
+    /// anymore once this response is sent.
+    pub private_key: Option<String>,
     /// Suggested file name for the key.
     pub key_file: String,
     pub expires_at: Option<DateTime<Utc>>,
+    /// Linux instances, with a ready `ssh` command each.
     pub instances: Vec<CredentialTarget>,
+    /// Windows instances, with the Remote Desktop user and password each.
+    pub windows: Vec<WindowsLogin>,
 }
 
 fn invalid_id() -> ApiError {
@@ -515,8 +533,8 @@ pub async fn revoke_request(
     Ok(HttpResponse::Ok().json(RequestDetailResponse::from(detail)))
 }
 
-/// Collect the caller's private key and login details. Only subjects of an active request, and only
-/// once: the key is wiped from the server as it is handed out.
+/// Collect the caller's private key, Windows passwords and login details. Only subjects of an active
+/// request, and only once: the secrets are wiped from the server as they are handed out.
 #[utoipa::path(
     tag = "requests",
     params(("id" = String, Path, description = "Request id")),
@@ -548,23 +566,40 @@ pub async fn get_credentials(
         .db(move |conn| svc::collect_credentials(conn, &settings, &sealer, now, &caller, &id))
         .await?;
     let key_file = format!("~/.ssh/gatekeeper-{}", &creds.request.id[..8]);
-    let instances = creds
-        .grants
-        .iter()
-        .map(|g| {
-            let row = creds.instances.get(&g.instance_id);
-            let private_ip = row.and_then(|r| r.private_ip.clone());
-            let public_ip = row.and_then(|r| r.public_ip.clone());
-            let address = private_ip.clone().or_else(|| public_ip.clone());
-            CredentialTarget {
+    let address = |id: &str| {
+        let row = creds.instances.get(id);
+        (
+            row.map(|r| r.name.clone()),
+            row.and_then(|r| r.private_ip.clone()),
+            row.and_then(|r| r.public_ip.clone()),
+        )
+    };
+    let mut instances = Vec::new();
+    let mut windows = Vec::new();
+    for g in &creds.grants {
+        let (name, private_ip, public_ip) = address(&g.instance_id);
+        if g.platform == Platform::Windows.as_str() {
+            if let Some(password) = creds.passwords.get(&g.instance_id) {
+                windows.push(WindowsLogin {
+                    instance_id: g.instance_id.clone(),
+                    name,
+                    private_ip,
+                    public_ip,
+                    username: g.os_user.clone(),
+                    password: password.to_string(),
+                });
+            }
+        } else {
+            let host = private_ip.clone().or_else(|| public_ip.clone());
+            instances.push(CredentialTarget {
                 instance_id: g.instance_id.clone(),
-                name: row.map(|r| r.name.clone()),
-                ssh_command: address.map(|a| format!("ssh -i {key_file} {}@{a}", creds.os_user)),
+                name,
+                ssh_command: host.map(|a| format!("ssh -i {key_file} {}@{a}", creds.os_user)),
                 private_ip,
                 public_ip,
-            }
-        })
-        .collect();
+            });
+        }
+    }
     Ok(HttpResponse::Ok()
         .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
         .json(CredentialsResponse {
@@ -572,9 +607,10 @@ pub async fn get_credentials(
             subject: creds.subject.clone(),
             os_user: creds.os_user.clone(),
             key_type: "ed25519".into(),
-            private_key: creds.private_key.to_string(),
+            private_key: creds.private_key.as_ref().map(|k| k.to_string()),
             key_file,
             expires_at: creds.request.expires_at.map(to_utc),
             instances,
+            windows,
         }))
 }

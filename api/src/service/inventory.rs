@@ -143,8 +143,8 @@ pub fn not_grantable_reason(settings: &Settings, row: &InstanceRow) -> Option<St
     if row.state != "running" {
         return Some(format!("it is {}, not running", row.state));
     }
-    if row.platform != Platform::Linux.as_str() {
-        return Some("Windows access is not available yet".into());
+    if Platform::parse(&row.platform).is_none() {
+        return Some(format!("platform {} is not supported", row.platform));
     }
     if let Some(agent) = &row.agent_status
         && agent != "Online"

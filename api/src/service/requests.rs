@@ -206,11 +206,11 @@ pub fn create(
                 ),
             ));
         }
-        if row.platform != Platform::Linux.as_str() {
+        if Platform::parse(&row.platform).is_none() {
             return Err(ServiceError::invalid(
                 "unsupported_platform",
                 format!(
-                    "instance {} runs {}; only Linux access is available yet",
+                    "instance {} runs {}, which Gatekeeper does not manage",
                     row.id, row.platform
                 ),
             ));
@@ -264,22 +264,34 @@ pub fn create(
             public_key: None,
             private_key_sealed: None,
             key_collected_at: None,
+            windows_user: Some(s.windows_user().into_inner()),
+            password_key_public: None,
+            password_key_sealed: None,
         })
         .collect();
     let grant_rows: Vec<GrantRow> = subject_rows
         .iter()
         .flat_map(|s| {
-            found.values().map(|i| GrantRow {
-                request_id: id.clone(),
-                subject: s.subject.clone(),
-                instance_id: i.id.clone(),
-                region: i.region.clone(),
-                os_user: s.os_user.clone(),
-                status: GrantStatus::Pending.as_str().to_owned(),
-                command_id: None,
-                sent_at: None,
-                last_error: None,
-                updated_at: now,
+            found.values().map(|i| {
+                let windows = i.platform == Platform::Windows.as_str();
+                GrantRow {
+                    request_id: id.clone(),
+                    subject: s.subject.clone(),
+                    instance_id: i.id.clone(),
+                    region: i.region.clone(),
+                    os_user: if windows {
+                        s.windows_user.clone().unwrap_or_else(|| s.os_user.clone())
+                    } else {
+                        s.os_user.clone()
+                    },
+                    status: GrantStatus::Pending.as_str().to_owned(),
+                    command_id: None,
+                    sent_at: None,
+                    last_error: None,
+                    updated_at: now,
+                    platform: i.platform.clone(),
+                    secret_sealed: None,
+                }
             })
         })
         .collect();
@@ -376,7 +388,7 @@ fn permissions(
         revoke: (is_requester || is_subject || approver) && status == Some(RequestStatus::Active),
         collect_credentials: is_subject
             && status == Some(RequestStatus::Active)
-            && subject_row.is_some_and(|s| s.private_key_sealed.is_some()),
+            && subject_row.is_some_and(|s| s.key_collected_at.is_none()),
     }
 }
 
@@ -710,12 +722,17 @@ pub struct Credentials {
     pub request: RequestRow,
     pub subject: String,
     pub os_user: String,
-    pub private_key: Zeroizing<String>,
+    pub windows_user: Option<String>,
+    /// The OpenSSH private key, when the request has Linux instances.
+    pub private_key: Option<Zeroizing<String>>,
+    /// Windows passwords by instance id.
+    pub passwords: BTreeMap<String, Zeroizing<String>>,
     pub grants: Vec<GrantRow>,
     pub instances: BTreeMap<String, InstanceRow>,
 }
 
-/// Hands the calling subject their private key, once: it is wiped from storage in the same step.
+/// Hands the calling subject their private key and Windows passwords, once: they are wiped from
+/// storage in the same transaction.
 pub fn collect_credentials(
     conn: &mut DbConnection,
     settings: &Settings,
@@ -739,31 +756,47 @@ pub fn collect_credentials(
         ));
     }
     let subject = caller.id.as_str();
-    let sealed = db::requests::take_private_key(conn, id, subject, now)?;
-    let Some(sealed) = sealed else {
+    let Some(sealed) = db::requests::take_credentials(conn, id, subject, now)? else {
         return Err(ServiceError::gone(
             "credentials_already_collected",
-            "the private key was handed out once and is no longer stored; end this access and request again if it was lost",
+            "the credentials were handed out once and are no longer stored; end this access and request again if they were lost",
         ));
     };
-    let plain = sealer
-        .open(&sealed, &key_context(id, subject))
-        .map_err(|e| {
+    let open = |sealed: &str, context: &str| -> Result<Zeroizing<String>, ServiceError> {
+        let plain = sealer.open(sealed, context).map_err(|e| {
             ServiceError::Internal(anyhow::anyhow!(
-                "cannot open the sealed key of {id}/{subject}: {e}"
+                "cannot open a sealed secret of {id}/{subject}: {e}"
             ))
         })?;
-    let private_key =
-        Zeroizing::new(String::from_utf8(plain.to_vec()).map_err(|_| {
-            ServiceError::Internal(anyhow::anyhow!("sealed key of {id} is not text"))
-        })?);
-    events::append(conn, Event::new(id, subject, "credentials_collected"), now)?;
-    let subjects = db::requests::subjects(conn, id)?;
-    let os_user = subjects
+        String::from_utf8(plain.to_vec())
+            .map(Zeroizing::new)
+            .map_err(|_| {
+                ServiceError::Internal(anyhow::anyhow!("a sealed secret of {id} is not text"))
+            })
+    };
+    let private_key = sealed
+        .private_key
+        .as_deref()
+        .map(|s| open(s, &key_context(id, subject)))
+        .transpose()?;
+    let mut passwords = BTreeMap::new();
+    for (instance, secret) in &sealed.passwords {
+        passwords.insert(
+            instance.clone(),
+            open(secret, &grant_secret_context(id, subject, instance))?,
+        );
+    }
+    events::append(
+        conn,
+        Event::new(id, subject, "credentials_collected").detail(json!({
+            "private_key": private_key.is_some(),
+            "windows_passwords": passwords.keys().collect::<Vec<_>>(),
+        })),
+        now,
+    )?;
+    let own = db::requests::subjects(conn, id)?
         .into_iter()
-        .find(|s| s.subject == subject)
-        .map(|s| s.os_user)
-        .unwrap_or_default();
+        .find(|s| s.subject == subject);
     let grants: Vec<GrantRow> = db::requests::grants(conn, id)?
         .into_iter()
         .filter(|g| g.subject == subject)
@@ -776,16 +809,28 @@ pub fn collect_credentials(
     Ok(Credentials {
         request,
         subject: subject.to_owned(),
-        os_user,
+        os_user: own.as_ref().map(|s| s.os_user.clone()).unwrap_or_default(),
+        windows_user: own.and_then(|s| s.windows_user),
         private_key,
+        passwords,
         grants,
         instances,
     })
 }
 
-/// Binds a sealed key to its request and subject.
+/// Binds a sealed SSH key to its request and subject.
 pub fn key_context(request_id: &str, subject: &str) -> String {
     format!("gatekeeper-key/{request_id}/{subject}")
+}
+
+/// Binds a sealed password key to its request and subject.
+pub fn password_key_context(request_id: &str, subject: &str) -> String {
+    format!("gatekeeper-password-key/{request_id}/{subject}")
+}
+
+/// Binds a sealed Windows password to its grant.
+pub fn grant_secret_context(request_id: &str, subject: &str, instance_id: &str) -> String {
+    format!("gatekeeper-password/{request_id}/{subject}/{instance_id}")
 }
 
 #[cfg(test)]

@@ -76,12 +76,23 @@ async fn search_request_grant_collect_expire() {
     let items = page["items"].as_array().unwrap();
     assert_eq!(items.len(), 1);
     assert_eq!(items[0]["id"], win[0].as_str());
-    assert_eq!(items[0]["grantable"], false);
+    assert_eq!(items[0]["platform"], "windows");
+    app.ec2
+        .stop_instances()
+        .instance_ids(&dev[2])
+        .send()
+        .await
+        .unwrap();
+    app.sync().await;
+    let (_, page) = app
+        .get(&format!("/api/v1/instances?q={}", dev[2]), Some(&alice))
+        .await;
+    assert_eq!(page["items"][0]["grantable"], false);
     assert!(
-        items[0]["not_grantable_reason"]
+        page["items"][0]["not_grantable_reason"]
             .as_str()
             .unwrap()
-            .contains("Windows")
+            .contains("stopped")
     );
 
     let ip = {
@@ -738,5 +749,148 @@ async fn throttling_and_stuck_commands_are_handled() {
             .unwrap()
             .contains("cancelled"),
         "{event}"
+    );
+}
+
+#[tokio::test]
+async fn windows_access_with_a_password_made_on_the_instance() {
+    let app = spawn_app().await;
+    let linux = app
+        .launch(
+            Launch {
+                env: Some("dev"),
+                name: "web",
+                windows: false,
+            },
+            1,
+        )
+        .await;
+    let win = app
+        .launch(
+            Launch {
+                env: Some("dev"),
+                name: "reporting",
+                windows: true,
+            },
+            2,
+        )
+        .await;
+    app.sync().await;
+    let name = "a.very.long.person.name@example.com";
+    let person = app.token(name, &[]);
+    let (status, req) = app
+        .create_request(
+            &person,
+            json!({"environment": "dev", "instance_ids": [linux[0], win[0], win[1]], "duration_minutes": 60, "reason": "month-end report"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{req}");
+    let id = req["id"].as_str().unwrap().to_owned();
+    app.settle().await;
+    let detail = app.request(&person, &id).await;
+    assert_eq!(detail["status"], "active", "{detail}");
+
+    let commands = app.commands().await;
+    let create = commands
+        .iter()
+        .find(|c| c.document_name() == Some("Gatekeeper-WindowsCreateUser"))
+        .expect("a Windows create");
+    assert_eq!(
+        create.instance_ids().len(),
+        2,
+        "one command for both Windows instances"
+    );
+    let user = param(create, "username");
+    assert!(user.starts_with("gk-") && user.len() <= 20, "{user}");
+    assert_eq!(param(create, "administrator"), "false");
+    let key = param(create, "passwordKey");
+    assert!(
+        regex::Regex::new(gatekeeper::domain::PASSWORD_KEY_PATTERN)
+            .unwrap()
+            .is_match(&key)
+    );
+    // No private key travels through SSM, and no parameter carries a password.
+    assert!(!format!("{commands:?}").contains("PRIVATE KEY"));
+    assert!(commands.iter().all(|c| {
+        c.parameters()
+            .is_none_or(|p| !p.keys().any(|k| k.to_lowercase() == "password"))
+    }));
+
+    // The subject collects the SSH key and the passwords the instances made, decrypted, once.
+    let (status, creds) = app
+        .get(&format!("/api/v1/requests/{id}/credentials"), Some(&person))
+        .await;
+    assert_eq!(status, 200, "{creds}");
+    assert!(
+        creds["private_key"]
+            .as_str()
+            .unwrap()
+            .contains("OPENSSH PRIVATE KEY")
+    );
+    assert_eq!(creds["instances"].as_array().unwrap().len(), 1);
+    let logins = creds["windows"].as_array().unwrap();
+    assert_eq!(logins.len(), 2);
+    let made: serde_json::Value = app
+        .http
+        .get(format!("{}/_gatekeeper/passwords", app.emulator))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for login in logins {
+        assert_eq!(login["username"], user.as_str());
+        let instance = login["instance_id"].as_str().unwrap();
+        let expected = &made[format!("{}/{instance}", create.command_id().unwrap())];
+        assert!(expected.is_string());
+        assert_eq!(
+            &login["password"], expected,
+            "the password the instance generated"
+        );
+    }
+    let (status, _) = app
+        .get(&format!("/api/v1/requests/{id}/credentials"), Some(&person))
+        .await;
+    assert_eq!(status, 410);
+    let rid = id.clone();
+    let grants = app
+        .ctx
+        .db(move |conn| gatekeeper::db::requests::grants(conn, &rid))
+        .await
+        .unwrap();
+    assert!(
+        grants.iter().all(|g| g.secret_sealed.is_none()),
+        "passwords are wiped once collected"
+    );
+
+    // Ending access removes the Windows users with the Windows document.
+    let (status, _) = app
+        .post(
+            &format!("/api/v1/requests/{id}/revoke"),
+            Some(&person),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    app.settle().await;
+    assert_eq!(app.request(&person, &id).await["status"], "revoked");
+    let removes: Vec<_> = app
+        .commands()
+        .await
+        .into_iter()
+        .filter(|c| c.document_name() == Some("Gatekeeper-WindowsRemoveUser"))
+        .collect();
+    assert_eq!(removes.len(), 1);
+    assert_eq!(param(&removes[0], "username"), user);
+    let rid = id.clone();
+    let subjects = app
+        .ctx
+        .db(move |conn| gatekeeper::db::requests::subjects(conn, &rid))
+        .await
+        .unwrap();
+    assert!(
+        subjects.iter().all(|s| s.password_key_sealed.is_none()),
+        "the one-time key is wiped at the end"
     );
 }

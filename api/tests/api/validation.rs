@@ -260,8 +260,8 @@ async fn every_request_rule_is_enforced() {
         (body("dev", &many), "too_many_instances"),
         (body("dev", &f.prod), "instance_not_in_environment"),
         (body("prod", &f.dev[..1]), "instance_not_in_environment"),
+        (body("prod", &f.win), "instance_not_in_environment"),
         (body("dev", &f.untagged), "instance_not_in_environment"),
-        (body("dev", &f.win), "unsupported_platform"),
         (
             json!({"environment": "dev", "instance_ids": [f.dev[0]], "duration_minutes": 0, "reason": "check"}),
             "invalid_duration",
