@@ -8,7 +8,12 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
 use crate::config::AuthSettings;
-use crate::domain::SubjectId;
+use crate::domain::{SubjectId, clean_display};
+
+/// Clock skew tolerated on `exp`, `nbf` and `iat`.
+pub const LEEWAY_SECONDS: i64 = 30;
+/// Longest lifetime (`exp` - `iat`) of a token this server accepts.
+pub const MAX_TOKEN_LIFETIME_DAYS: i64 = 90;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Claims {
@@ -69,7 +74,8 @@ impl TokenAuthority {
         validation.set_issuer(&[&settings.issuer]);
         validation.set_audience(&[&settings.audience]);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-        validation.leeway = 30;
+        validation.validate_nbf = true;
+        validation.leeway = LEEWAY_SECONDS as u64;
         Ok(Self {
             encoding,
             decoding,
@@ -86,11 +92,26 @@ impl TokenAuthority {
                 _ => AuthError::Invalid(e.to_string()),
             })?;
         let claims = data.claims;
+        let now = chrono::Utc::now().timestamp();
+        if claims.iat > now + LEEWAY_SECONDS {
+            return Err(AuthError::Invalid(
+                "the token is issued in the future (iat)".into(),
+            ));
+        }
+        if claims.exp - claims.iat > MAX_TOKEN_LIFETIME_DAYS * 86_400 {
+            return Err(AuthError::Invalid(format!(
+                "the token lives longer than {MAX_TOKEN_LIFETIME_DAYS} days"
+            )));
+        }
         let id = SubjectId::parse(&claims.sub).map_err(|e| AuthError::Invalid(e.message))?;
+        if claims.groups.len() > 500 || claims.groups.iter().any(|g| g.len() > 256) {
+            return Err(AuthError::Invalid("the groups claim is too large".into()));
+        }
         Ok(Identity {
             id,
-            name: claims.name,
-            email: claims.email,
+            // Names end up in the audit trail and in browsers: keep only printable text.
+            name: claims.name.as_deref().and_then(|n| clean_display(n, 128)),
+            email: claims.email.as_deref().and_then(|e| clean_display(e, 254)),
             groups: claims.groups.into_iter().collect(),
         })
     }
@@ -194,6 +215,38 @@ mod tests {
             .unwrap();
         assert!(matches!(a.verify(&old), Err(AuthError::Expired)));
         assert!(a.verify("not.a.token").is_err());
+
+        let future = a
+            .issue(
+                &alice,
+                None,
+                None,
+                vec![],
+                now + chrono::Duration::hours(1),
+                chrono::Duration::hours(1),
+            )
+            .unwrap();
+        assert!(a.verify(&future).is_err(), "issued in the future");
+        let forever = Claims {
+            sub: "alice".into(),
+            name: Some("Ali\u{0}ce\u{202E}".into()),
+            email: None,
+            groups: vec![],
+            iss: "gatekeeper".into(),
+            aud: "gatekeeper".into(),
+            iat: now.timestamp(),
+            exp: now.timestamp() + 100 * 365 * 86_400,
+        };
+        let token =
+            jsonwebtoken::encode(&Header::new(Algorithm::HS256), &forever, &a.encoding).unwrap();
+        assert!(a.verify(&token).is_err(), "a century-long token");
+        let named = Claims {
+            exp: now.timestamp() + 60,
+            ..forever
+        };
+        let token =
+            jsonwebtoken::encode(&Header::new(Algorithm::HS256), &named, &a.encoding).unwrap();
+        assert_eq!(a.verify(&token).unwrap().name.as_deref(), Some("Alice"));
     }
 
     #[test]

@@ -61,6 +61,8 @@ pub struct Settings {
     pub encryption_key: Secret,
     /// Directory with the built single-page application, served from `/` when present.
     pub static_dir: Option<String>,
+    /// Requests one person may have open (not yet ended) at once; keeps one user from flooding the worker.
+    pub max_open_requests_per_user: u32,
     /// Environments by name with their access policy.
     pub environments: BTreeMap<String, EnvironmentPolicy>,
 }
@@ -136,6 +138,10 @@ pub struct DocumentSettings {
 pub struct EnvironmentPolicy {
     /// Requests up to this many minutes are approved at once; 0 means every request needs approval.
     pub auto_approve_max_minutes: u32,
+    /// Whether requests that give access to other people than the requester are approved at once too
+    /// (within `auto_approve_max_minutes`). Off by default: access for others needs an approver.
+    #[serde(default)]
+    pub auto_approve_others: bool,
     /// Longest access a request may ask for.
     pub max_minutes: u32,
     /// Members of this group approve or reject requests of this environment.
@@ -182,6 +188,7 @@ impl Default for Settings {
             },
             encryption_key: Secret::default(),
             static_dir: None,
+            max_open_requests_per_user: 20,
             environments: BTreeMap::new(),
         }
     }
@@ -198,6 +205,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "documents",
     "encryption_key",
     "static_dir",
+    "max_open_requests_per_user",
     "environments",
 ];
 
@@ -267,6 +275,9 @@ impl Settings {
         }
         if self.aws.max_attempts == 0 {
             return err("aws.max_attempts must be at least 1".into());
+        }
+        if self.max_open_requests_per_user == 0 {
+            return err("max_open_requests_per_user must be at least 1".into());
         }
         if self.database_pool_size == 0 {
             return err("database_pool_size must be at least 1".into());

@@ -401,6 +401,7 @@ impl Worker {
                                 now,
                             )?;
                             jobs::enqueue(conn, JobKind::Revoke, &id, expires_at, now)?;
+                            tracing::info!(request = %id, expires_at = %to_utc(expires_at), "access granted");
                         }
                     } else if db::requests::set_status(conn, &id, &[RequestStatus::Granting], RequestStatus::Failed, now)? {
                         db::requests::wipe_private_keys(conn, &id)?;
@@ -414,6 +415,7 @@ impl Worker {
                         )?;
                         // Remove whatever was created on the instances where the grant did work.
                         jobs::enqueue(conn, JobKind::Revoke, &id, now, now)?;
+                        tracing::warn!(request = %id, failed = ?failed, "granting failed; cleaning up");
                     }
                     Ok(())
                 })
@@ -914,6 +916,7 @@ impl Worker {
                             db::requests::set_ended(conn, &id, now, None)?;
                         }
                         events::append(conn, Event::system(&id, action), now)?;
+                        tracing::info!(request = %id, status = %to, "access ended; temporary users removed");
                     }
                     Ok(())
                 })

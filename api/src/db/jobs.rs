@@ -79,7 +79,8 @@ pub fn enqueue(
     Ok(())
 }
 
-/// Claims the earliest due job that nobody holds a live lease on.
+/// Claims a due job that nobody holds a live lease on: revokes first (ending access must never wait
+/// behind a queue of grants), then the earliest.
 pub fn claim_due(
     conn: &mut DbConnection,
     now: NaiveDateTime,
@@ -90,7 +91,8 @@ pub fn claim_due(
     let candidates: Vec<String> = jobs::table
         .filter(jobs::run_at.le(now))
         .filter(free)
-        .order((jobs::run_at.asc(), jobs::id.asc()))
+        // "revoke" sorts after "grant": descending kind puts revokes first.
+        .order((jobs::kind.desc(), jobs::run_at.asc(), jobs::id.asc()))
         .select(jobs::id)
         .limit(8)
         .load(conn)?;

@@ -394,3 +394,36 @@ pub fn is_subject(conn: &mut DbConnection, request_id: &str, subject: &str) -> D
         .get_result(conn)?;
     Ok(n > 0)
 }
+
+/// Requests a person made that have not ended yet.
+pub fn count_open_by_requester(conn: &mut DbConnection, requester: &str) -> DbResult<i64> {
+    let open: Vec<&str> = RequestStatus::ALL
+        .iter()
+        .filter(|s| !s.is_final())
+        .map(|s| s.as_str())
+        .collect();
+    Ok(requests::table
+        .filter(requests::requester.eq(requester))
+        .filter(requests::status.eq_any(open))
+        .count()
+        .get_result(conn)?)
+}
+
+/// Another subject id that already got this OS user name (Linux or Windows), if any.
+pub fn os_user_taken_by(
+    conn: &mut DbConnection,
+    os_user: &str,
+    windows_user: &str,
+    subject: &str,
+) -> DbResult<Option<String>> {
+    Ok(request_subjects::table
+        .filter(
+            request_subjects::os_user
+                .eq(os_user)
+                .or(request_subjects::windows_user.eq(windows_user)),
+        )
+        .filter(request_subjects::subject.ne(subject))
+        .select(request_subjects::subject)
+        .first(conn)
+        .optional()?)
+}

@@ -129,7 +129,16 @@ impl InstanceId {
 }
 
 impl SubjectId {
+    /// The actor name the worker writes into the audit trail; no person may carry it.
+    pub const RESERVED: &'static [&'static str] = &["system"];
+
     pub fn parse(value: &str) -> Result<Self, ValidationError> {
+        if Self::RESERVED.iter().any(|r| r.eq_ignore_ascii_case(value)) {
+            return Err(ValidationError::new(
+                "invalid_subject",
+                format!("{value:?} is reserved for Gatekeeper itself"),
+            ));
+        }
         if SUBJECT_RE.is_match(value) {
             Ok(Self(value.to_owned()))
         } else {
@@ -144,15 +153,16 @@ impl SubjectId {
     }
 
     /// The OS user name of this subject: `gk-` + the id when it is already a plain lowercase name of at
-    /// most 29 characters without `--`; otherwise `gk-` + a sanitised prefix + `--` + 8 hex digits of the
-    /// id's SHA-256. Plain names never contain `--`, so two different ids never share an account.
+    /// most 29 characters without `--`; otherwise `gk-` + a sanitised prefix + `--` + 12 hex digits of
+    /// the id's SHA-256. Plain names never contain `--`, so a plain id never meets a hashed one; two
+    /// hashed ids meeting is refused when a request is made (see `os_user_collision`).
     pub fn os_user(&self) -> OsUserName {
         let id = self.as_str();
         if id.len() <= 29 && PLAIN_SUBJECT_RE.is_match(id) {
             return OsUserName(format!("gk-{id}"));
         }
         let digest = Sha256::digest(id.as_bytes());
-        let hash = hex::encode(&digest[..4]);
+        let hash = hex::encode(&digest[..6]);
         let mut prefix = String::new();
         for c in id.to_ascii_lowercase().chars() {
             let c = if c.is_ascii_alphanumeric() { c } else { '-' };
@@ -160,7 +170,7 @@ impl SubjectId {
                 continue;
             }
             prefix.push(c);
-            if prefix.len() == 16 {
+            if prefix.len() == 13 {
                 break;
             }
         }
@@ -232,10 +242,30 @@ impl EnvironmentName {
     }
 }
 
+/// Invisible characters that change how text reads: bidirectional overrides and isolates, zero-width
+/// characters, the byte-order mark. They let a reason read differently to an approver than it is.
+pub fn is_format_char(c: char) -> bool {
+    matches!(c,
+        '\u{00AD}' | '\u{061C}' | '\u{180E}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
+        | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{206F}' | '\u{FEFF}' | '\u{FFF9}'..='\u{FFFB}')
+}
+
 fn has_control(value: &str, allow_newline: bool) -> bool {
     value
         .chars()
-        .any(|c| c.is_control() && !(allow_newline && (c == '\n')))
+        .any(|c| (c.is_control() && !(allow_newline && (c == '\n'))) || is_format_char(c))
+}
+
+/// A display name or e-mail from a token, made safe to store and show: control and invisible
+/// characters dropped, at most `max` characters.
+pub fn clean_display(value: &str, max: usize) -> Option<String> {
+    let cleaned: String = value
+        .chars()
+        .filter(|c| !c.is_control() && !is_format_char(*c))
+        .take(max)
+        .collect();
+    let cleaned = cleaned.trim();
+    (!cleaned.is_empty()).then(|| cleaned.to_owned())
 }
 
 impl Reason {
@@ -254,7 +284,7 @@ impl Reason {
         if has_control(value, true) {
             return Err(ValidationError::new(
                 "invalid_reason",
-                "reason must not contain control characters",
+                "reason must not contain control or invisible formatting characters",
             ));
         }
         Ok(Self(value.to_owned()))
@@ -284,7 +314,7 @@ impl Comment {
             return Err(ValidationError::new(
                 "invalid_comment",
                 format!(
-                    "comment must be at most {} characters without control characters",
+                    "comment must be at most {} characters without control or invisible characters",
                     Self::MAX
                 ),
             ));
@@ -451,7 +481,9 @@ mod tests {
     }
 
     #[test]
-    fn subjects_refuse_spaces_and_controls() {
+    fn subjects_refuse_spaces_controls_and_reserved_names() {
+        assert!(SubjectId::parse("system").is_err());
+        assert!(SubjectId::parse("SYSTEM").is_err());
         for bad in [
             "",
             " alice",
@@ -471,6 +503,20 @@ mod tests {
         assert!(Reason::parse("  fix the outage  ").is_ok());
         assert!(Reason::parse("ab").is_err());
         assert!(Reason::parse("bad\u{7}bell").is_err());
+        assert!(
+            Reason::parse("ok \u{202E}evil\u{202C}").is_err(),
+            "bidi override"
+        );
+        assert!(Reason::parse("ok\u{200B}zero width").is_err());
+        assert_eq!(
+            clean_display("Ni\u{0}na\u{1b}[31m\u{202E}x", 128).as_deref(),
+            Some("Nina[31mx")
+        );
+        assert_eq!(
+            clean_display(&"é".repeat(500), 128).map(|s| s.chars().count()),
+            Some(128)
+        );
+        assert_eq!(clean_display("\u{0}", 128), None);
         assert!(Reason::parse(&"x".repeat(1001)).is_err());
         assert!(Ticket::parse("OPS-1234").is_ok());
         assert!(Ticket::parse("OPS 1234").is_err());

@@ -90,6 +90,9 @@ impl From<ServiceError> for ApiError {
                 ApiError::new(StatusCode::CONFLICT, code, message)
             }
             ServiceError::Gone { code, message } => ApiError::new(StatusCode::GONE, code, message),
+            ServiceError::TooMany { code, message } => {
+                ApiError::new(StatusCode::TOO_MANY_REQUESTS, code, message)
+            }
             ServiceError::Internal(cause) => ApiError::internal(format!("{cause:#}")),
         }
     }

@@ -32,9 +32,41 @@ fn authenticate(req: &HttpRequest) -> Result<AuthUser, ApiError> {
     let value = header
         .to_str()
         .map_err(|_| AuthError::Invalid("the Authorization header is not text".into()))?;
+    // The scheme is case-insensitive (RFC 9110).
     let token = value
-        .strip_prefix("Bearer ")
-        .or_else(|| value.strip_prefix("bearer "))
+        .split_once(' ')
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token)
         .ok_or_else(|| AuthError::Invalid("expected `Authorization: Bearer <token>`".into()))?;
     Ok(AuthUser(ctx.tokens.verify(token.trim())?))
+}
+
+/// A JSON body that may be left out entirely (then `T::default()`); a body that is present must be
+/// valid JSON of `T` — unknown fields included — or the request gets `400 invalid_body`. Unlike
+/// `Option<Json<T>>`, a broken body is never mistaken for a missing one.
+pub struct OptionalJson<T>(pub T);
+
+impl<T> FromRequest for OptionalJson<T>
+where
+    T: serde::de::DeserializeOwned + Default + 'static,
+{
+    type Error = ApiError;
+    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let bytes = web::Bytes::from_request(req, payload);
+        Box::pin(async move {
+            let bytes = bytes.await.map_err(|e| {
+                ApiError::bad_request("invalid_body", format!("the body cannot be read: {e}"))
+            })?;
+            if bytes.iter().all(u8::is_ascii_whitespace) {
+                return Ok(OptionalJson(T::default()));
+            }
+            serde_json::from_slice(&bytes)
+                .map(OptionalJson)
+                .map_err(|e| {
+                    ApiError::bad_request("invalid_body", format!("the JSON body is invalid: {e}"))
+                })
+        })
+    }
 }

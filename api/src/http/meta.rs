@@ -46,6 +46,8 @@ pub struct EnvironmentResponse {
     pub max_minutes: u32,
     /// Requests up to this long are approved at once (0: every request needs approval).
     pub auto_approve_max_minutes: u32,
+    /// Whether that also holds for requests that give access to other people than the requester.
+    pub auto_approve_others: bool,
     pub approver_group: String,
     /// Whether subjects get passwordless sudo.
     pub sudo: bool,
@@ -85,6 +87,7 @@ pub async fn get_me(ctx: web::Data<Context>, user: AuthUser) -> HttpResponse {
             name: name.clone(),
             max_minutes: p.max_minutes,
             auto_approve_max_minutes: p.auto_approve_max_minutes,
+            auto_approve_others: p.auto_approve_others,
             approver_group: p.approver_group.clone(),
             sudo: p.sudo,
             may_request: p.requester_group.as_ref().is_none_or(|g| me.in_group(g)),

@@ -86,6 +86,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                     .into()
             }),
     )
+    .app_data(web::PayloadConfig::default().limit(64 * 1024))
     .app_data(web::QueryConfig::default().error_handler(|err, _| {
         ApiError::bad_request(
             "invalid_query",

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::error::{ApiError, ErrorBody};
-use super::extract::AuthUser;
+use super::extract::{AuthUser, OptionalJson};
 use crate::clock::to_utc;
 use crate::context::Context;
 use crate::db::models::RequestRow;
@@ -396,10 +396,10 @@ async fn decide(
     ctx: web::Data<Context>,
     user: AuthUser,
     id: String,
-    body: Option<web::Json<CommentBody>>,
+    body: OptionalJson<CommentBody>,
     approve: bool,
 ) -> Result<HttpResponse, ApiError> {
-    let comment = body.and_then(|b| b.into_inner().comment);
+    let comment = body.0.comment;
     let now = ctx.clock.now_naive();
     let settings = ctx.settings.clone();
     let caller = user.0;
@@ -435,7 +435,7 @@ pub async fn approve_request(
     ctx: web::Data<Context>,
     user: AuthUser,
     id: web::Path<String>,
-    body: Option<web::Json<CommentBody>>,
+    body: OptionalJson<CommentBody>,
 ) -> Result<HttpResponse, ApiError> {
     decide(ctx, user, id.into_inner(), body, true).await
 }
@@ -460,7 +460,7 @@ pub async fn reject_request(
     ctx: web::Data<Context>,
     user: AuthUser,
     id: web::Path<String>,
-    body: Option<web::Json<CommentBody>>,
+    body: OptionalJson<CommentBody>,
 ) -> Result<HttpResponse, ApiError> {
     decide(ctx, user, id.into_inner(), body, false).await
 }
@@ -516,10 +516,10 @@ pub async fn revoke_request(
     ctx: web::Data<Context>,
     user: AuthUser,
     id: web::Path<String>,
-    body: Option<web::Json<CommentBody>>,
+    body: OptionalJson<CommentBody>,
 ) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
-    let comment = body.and_then(|b| b.into_inner().comment);
+    let comment = body.0.comment;
     let now = ctx.clock.now_naive();
     let settings = ctx.settings.clone();
     let caller = user.0;

@@ -185,11 +185,11 @@ pub fn search(conn: &mut DbConnection, query: SearchQuery) -> Result<SearchPage,
         .map(|t| t.trim().to_owned())
         .filter(|t| !t.is_empty());
     if let Some(t) = &text
-        && t.chars().count() > 200
+        && (t.chars().count() > 200 || t.chars().any(|c| c.is_control()))
     {
         return Err(ServiceError::invalid(
-            "invalid_query",
-            "q must be at most 200 characters",
+            "invalid_search_text",
+            "q must be at most 200 characters without control characters",
         ));
     }
     if let Some(env) = &query.environment {
@@ -215,7 +215,7 @@ pub fn search(conn: &mut DbConnection, query: SearchQuery) -> Result<SearchPage,
         .contains(&s.as_str())
     {
         return Err(ServiceError::invalid(
-            "invalid_state",
+            "invalid_instance_state",
             "state must be an EC2 instance state (pending, running, stopping, stopped, shutting-down, terminated)",
         ));
     }

@@ -228,7 +228,38 @@ pub fn create(
         }
     }
 
-    let auto = duration.get() <= policy.auto_approve_max_minutes;
+    // One OS account per person: an id that would land on somebody else's account is refused.
+    for s in &subjects {
+        if let Some(other) = db::requests::os_user_taken_by(
+            conn,
+            s.os_user().as_str(),
+            s.windows_user().as_str(),
+            s.as_str(),
+        )? {
+            tracing::error!(subject = %s, other = %other, "two user ids map to one OS account");
+            return Err(ServiceError::invalid(
+                "os_user_collision",
+                format!(
+                    "user id {s} maps to the same OS account as another user id; ask an administrator"
+                ),
+            ));
+        }
+    }
+    let open = db::requests::count_open_by_requester(conn, caller.id.as_str())?;
+    if open >= i64::from(settings.max_open_requests_per_user) {
+        return Err(ServiceError::TooMany {
+            code: "too_many_open_requests",
+            message: format!(
+                "you have {open} requests that have not ended; end or cancel some first (limit {})",
+                settings.max_open_requests_per_user
+            ),
+        });
+    }
+
+    // Access for other people than the requester needs an approver unless the policy says otherwise.
+    let only_self = subjects.len() == 1 && subjects[0] == caller.id;
+    let auto = duration.get() <= policy.auto_approve_max_minutes
+        && (only_self || policy.auto_approve_others);
     let id = uuid::Uuid::new_v4().to_string();
     let status = if auto {
         RequestStatus::Approved
@@ -325,6 +356,7 @@ pub fn create(
         }
         Ok(())
     })?;
+    tracing::info!(request = %id, requester = %caller.id, environment = %environment, status = %status, "access requested");
     Ok((request, auto))
 }
 
@@ -512,6 +544,7 @@ pub fn decide(
         }
         Ok(())
     })?;
+    tracing::info!(request = %id, approver = %caller.id, decision = action, "request decided");
     load(conn, id)
 }
 
@@ -603,6 +636,7 @@ pub fn revoke(
         jobs::enqueue(conn, JobKind::Revoke, id, now, now)?;
         Ok(())
     })?;
+    tracing::info!(request = %id, by = %caller.id, "access revoked early");
     load(conn, id)
 }
 
@@ -786,6 +820,7 @@ pub fn collect_credentials(
             open(secret, &grant_secret_context(id, subject, instance))?,
         );
     }
+    tracing::info!(request = %id, subject = %subject, "credentials collected");
     events::append(
         conn,
         Event::new(id, subject, "credentials_collected").detail(json!({

@@ -128,6 +128,7 @@ fn database_url(dir: &Path) -> String {
 pub fn policy(auto: u32, max: u32, approvers: &str) -> EnvironmentPolicy {
     EnvironmentPolicy {
         auto_approve_max_minutes: auto,
+        auto_approve_others: false,
         max_minutes: max,
         approver_group: approvers.into(),
         requester_group: None,

@@ -129,6 +129,26 @@ async fn a_job_is_leased_to_one_worker_at_a_time() {
 }
 
 #[tokio::test]
+async fn revokes_go_before_grants() {
+    let app = spawn_app().await;
+    let now = app.clock.now_naive();
+    let claimed = app
+        .ctx
+        .db(move |conn| {
+            jobs::enqueue(conn, JobKind::Grant, "g1", now - Duration::seconds(30), now)?;
+            jobs::enqueue(conn, JobKind::Revoke, "r1", now, now)?;
+            jobs::claim_due(conn, now, Duration::seconds(60), "w")
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        claimed.unwrap().id,
+        "revoke:r1",
+        "ending access never waits behind grants"
+    );
+}
+
+#[tokio::test]
 async fn concurrent_workers_never_run_a_job_twice() {
     let app = spawn_app().await;
     let now = app.clock.now_naive();

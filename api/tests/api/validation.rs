@@ -195,7 +195,8 @@ async fn search_filters_are_validated() {
     let alice = app.token("alice", &[]);
     for (query, expected) in [
         ("platform=solaris", "invalid_platform"),
-        ("state=exploded", "invalid_state"),
+        ("state=exploded", "invalid_instance_state"),
+        ("q=a%00b", "invalid_search_text"),
         ("environment=Not%20Valid", "invalid_environment"),
         ("limit=0", "invalid_limit"),
         ("limit=201", "invalid_limit"),
@@ -394,6 +395,16 @@ async fn visibility_of_requests() {
             usize::from(visible)
         );
     }
+    // Access for somebody else is not auto-approved: an approver decides.
+    assert_eq!(a["status"], "pending_approval");
+    let (status, _) = app
+        .post(
+            &format!("/api/v1/requests/{id}/approve"),
+            Some(&dave),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200);
     // The requester who is not a subject gets no key.
     app.settle().await;
     let (status, b) = app
@@ -412,4 +423,125 @@ async fn visibility_of_requests() {
         .get("/api/v1/requests?environment=prod", Some(&dave))
         .await;
     assert!(list["items"].as_array().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn hardening_against_abuse() {
+    let app = spawn_app_with(|s| s.max_open_requests_per_user = 2).await;
+    let f = fleet(&app).await;
+    let alice = app.token("alice", &[]);
+    let dave = app.token("dave", &["dev-approvers"]);
+
+    // A body that is present must be valid: a broken or unknown-field comment is a 400, never ignored.
+    let (_, req) = app
+        .create_request(&alice, json!({"environment": "dev", "instance_ids": [f.dev[0]], "subjects": ["bob"], "duration_minutes": 30, "reason": "for bob"}))
+        .await;
+    let id = req["id"].as_str().unwrap();
+    let approve = format!("/api/v1/requests/{id}/approve");
+    let (status, b) = app
+        .post(
+            &approve,
+            Some(&dave),
+            json!({"comment": "fine", "force": true}),
+        )
+        .await;
+    assert_eq!((status, code(&b)), (400, "invalid_body"));
+    let (status, b) = app
+        .post_raw(
+            &format!("/api/v1/requests/{id}/reject"),
+            &dave,
+            r#"{"comment":"#,
+        )
+        .await;
+    assert_eq!((status, code(&b)), (400, "invalid_body"));
+    let (status, b) = app
+        .post(
+            &approve,
+            Some(&dave),
+            json!({"comment": "fine \u{202E}reversed"}),
+        )
+        .await;
+    assert_eq!((status, code(&b)), (422, "invalid_comment"));
+    let (status, b) = app
+        .post(&approve, Some(&dave), json!({"comment": "fine"}))
+        .await;
+    assert_eq!(status, 200, "{b}");
+    assert_eq!(b["decision_comment"], "fine");
+
+    // One person cannot flood the worker: open requests are limited.
+    let (status, _) = app.create_request(&alice, body("dev", &f.dev[1..2])).await;
+    assert_eq!(status, 201);
+    let (status, b) = app.create_request(&alice, body("dev", &f.dev[2..3])).await;
+    assert_eq!((status, code(&b)), (429, "too_many_open_requests"));
+
+    // "system" is the worker's name in the audit trail; no token may claim it.
+    let system = app
+        .ctx
+        .tokens
+        .issue(
+            &gatekeeper::domain::SubjectId::parse("alice").unwrap(),
+            None,
+            None,
+            vec![],
+            chrono::Utc::now(),
+            chrono::Duration::hours(1),
+        )
+        .unwrap();
+    let forged_claims = system.replace(
+        system.split('.').nth(1).unwrap(),
+        &base64_url(br#"{"sub":"system","iss":"gatekeeper","aud":"gatekeeper","iat":0,"exp":1}"#),
+    );
+    let (status, _) = app.get("/api/v1/me", Some(&forged_claims)).await;
+    assert_eq!(status, 401, "a tampered token is refused");
+    assert!(gatekeeper::domain::SubjectId::parse("system").is_err());
+
+    // Display names from tokens are stored as clean text; the scheme is case-insensitive.
+    let named = app
+        .ctx
+        .tokens
+        .issue(
+            &gatekeeper::domain::SubjectId::parse("nina").unwrap(),
+            Some("Ni\u{0}na\u{1b}[31m<b>\u{202E}".into()),
+            None,
+            vec![],
+            chrono::Utc::now(),
+            chrono::Duration::hours(1),
+        )
+        .unwrap();
+    let response = app
+        .http
+        .get(format!("{}/api/v1/me", app.address))
+        .header("Authorization", format!("BEARER {named}"))
+        .send()
+        .await
+        .unwrap();
+    let (status, me) = read(response).await;
+    assert_eq!(status, 200);
+    assert_eq!(me["name"], "Nina[31m<b>");
+}
+
+#[tokio::test]
+async fn two_ids_never_share_an_os_account() {
+    let app = spawn_app().await;
+    let f = fleet(&app).await;
+    let mallory = app.token("mallory", &[]);
+    let (_, req) = app.create_request(&mallory, body("dev", &f.dev[..1])).await;
+    let id = req["id"].as_str().unwrap().to_owned();
+    // Pretend mallory's id hashed to bob's account name (what a hash collision would do).
+    app.ctx
+        .db(move |conn| {
+            use diesel::prelude::*;
+            use gatekeeper::db::schema::request_subjects::dsl as rs;
+            diesel::update(rs::request_subjects.filter(rs::request_id.eq(&id)))
+                .set(rs::os_user.eq("gk-bob"))
+                .execute(conn)
+                .map_err(gatekeeper::db::DbError::from)
+        })
+        .await
+        .unwrap();
+    let alice = app.token("alice", &[]);
+    let mut request = body("dev", &f.dev[1..2]);
+    request["subjects"] = json!(["bob"]);
+    let (status, b) = app.create_request(&alice, request).await;
+    assert_eq!((status, code(&b)), (422, "os_user_collision"));
 }
