@@ -86,33 +86,41 @@ PROD_ID=$(grep '"name": "prod-ledger-db"' "$STATE/fleet.jsonl" | head -n1 | sed 
 cat <<TXT
 
 Gatekeeper is running at http://127.0.0.1:$PORT  (API: /api/v1, contract: /api/openapi.json)
-Logs: $STATE/gatekeeper.log   Emulator: 127.0.0.1:$EMULATOR_PORT   Stop: Ctrl-C
+There is no browser UI yet: use the API. Logs: $STATE/gatekeeper.log. Stop: Ctrl-C.
 
-In another shell:
+In another shell (copy the whole block; python3 only pretty-prints and picks fields):
 
 export GK=http://127.0.0.1:$PORT
 export ALICE='$ALICE'   # requester (groups: engineers)
 export BOB='$BOB'   # approver (groups: prod-approvers, qa-approvers)
+json() { python3 -c 'import json,sys; d=json.load(sys.stdin); print(json.dumps(d, indent=2) if len(sys.argv)<2 else d[sys.argv[1]])' "\$@"; }
 
 # 1. Search the inventory
-curl -s -H "Authorization: Bearer \$ALICE" "\$GK/api/v1/instances?environment=prod&q=ledger" | python3 -m json.tool
+curl -s -H "Authorization: Bearer \$ALICE" "\$GK/api/v1/instances?environment=prod&q=ledger" | json
 
-# 2. Ask for 5 minutes on a dev instance: dev approves at once
-curl -s -H "Authorization: Bearer \$ALICE" -H 'Content-Type: application/json' "\$GK/api/v1/requests" \\
-  -d '{"environment":"dev","instance_ids":["$DEV_ID"],"duration_minutes":5,"reason":"look at the checkout logs"}' | python3 -m json.tool
-#    -> note the "id"; a second later it is "active":
-curl -s -H "Authorization: Bearer \$ALICE" "\$GK/api/v1/requests/<id>" | python3 -m json.tool
+# 2. Ask for 5 minutes on a dev instance for yourself: dev approves at once
+DEV=\$(curl -s -H "Authorization: Bearer \$ALICE" -H 'Content-Type: application/json' "\$GK/api/v1/requests" \\
+  -d '{"environment":"dev","instance_ids":["$DEV_ID"],"duration_minutes":5,"reason":"look at the checkout logs"}' | json id)
+sleep 2; curl -s -H "Authorization: Bearer \$ALICE" "\$GK/api/v1/requests/\$DEV" | json   # "active", with expires_at
 
-# 3. Collect the private key (once) and the ssh command
-curl -s -H "Authorization: Bearer \$ALICE" "\$GK/api/v1/requests/<id>/credentials" | python3 -m json.tool
+# 3. Collect the private key: it is handed out ONCE, so save it
+curl -s -H "Authorization: Bearer \$ALICE" "\$GK/api/v1/requests/\$DEV/credentials" > creds.json
+json private_key < creds.json > gatekeeper-demo-key && chmod 600 gatekeeper-demo-key
+json instances < creds.json   # ssh_command per instance (the emulator's addresses are not reachable)
 
-# 4. Prod needs approval; Bob approves (Alice cannot approve her own)
-curl -s -H "Authorization: Bearer \$ALICE" -H 'Content-Type: application/json' "\$GK/api/v1/requests" \\
-  -d '{"environment":"prod","instance_ids":["$PROD_ID"],"duration_minutes":30,"reason":"replica lag","ticket":"OPS-42"}' | python3 -m json.tool
-curl -s -X POST -H "Authorization: Bearer \$BOB" -H 'Content-Type: application/json' "\$GK/api/v1/requests/<prod id>/approve" -d '{"comment":"ok"}' | python3 -m json.tool
+# 4. Prod needs approval: Alice asks, Bob sees it in his queue and approves (Alice cannot)
+PROD=\$(curl -s -H "Authorization: Bearer \$ALICE" -H 'Content-Type: application/json' "\$GK/api/v1/requests" \\
+  -d '{"environment":"prod","instance_ids":["$PROD_ID"],"duration_minutes":30,"reason":"replica lag","ticket":"OPS-42"}' | json id)
+curl -s -H "Authorization: Bearer \$BOB" "\$GK/api/v1/requests?awaiting_my_decision=true" | json
+curl -s -X POST -H "Authorization: Bearer \$BOB" -H 'Content-Type: application/json' "\$GK/api/v1/requests/\$PROD/approve" -d '{"comment":"ok"}' | json
 
-# 5. End access early, or wait: at the end the worker removes the user and the request is "expired"
-curl -s -X POST -H "Authorization: Bearer \$ALICE" "\$GK/api/v1/requests/<id>/revoke" | python3 -m json.tool
+# 5. End the prod access early, or wait for the dev one: the worker removes the user and the request
+#    becomes "expired" (the audit trail lists every step and SSM command)
+sleep 2; curl -s -X POST -H "Authorization: Bearer \$ALICE" "\$GK/api/v1/requests/\$PROD/revoke" | json
+curl -s -H "Authorization: Bearer \$ALICE" "\$GK/api/v1/requests/\$DEV" | json
+
+# More identities: set -a; source $STATE/secrets.env; set +a
+#   $BIN --config $STATE/gatekeeper.toml token --sub carol --groups dev-approvers
 
 TXT
 wait "$API_PID"
