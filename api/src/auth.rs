@@ -58,6 +58,7 @@ pub enum AuthError {
 /// Checks and issues tokens.
 #[derive(Clone)]
 pub struct TokenAuthority {
+    demo: Vec<crate::config::DemoIdentity>,
     encoding: EncodingKey,
     decoding: DecodingKey,
     validation: Validation,
@@ -77,12 +78,18 @@ impl TokenAuthority {
         validation.validate_nbf = true;
         validation.leeway = LEEWAY_SECONDS as u64;
         Ok(Self {
+            demo: settings.demo_identities.clone(),
             encoding,
             decoding,
             validation,
             issuer: settings.issuer.clone(),
             audience: settings.audience.clone(),
         })
+    }
+
+    /// The configured demo identities (empty unless the demo turned them on).
+    pub fn demo_identities(&self) -> &[crate::config::DemoIdentity] {
+        &self.demo
     }
 
     pub fn verify(&self, token: &str) -> Result<Identity, AuthError> {
@@ -177,6 +184,7 @@ mod tests {
             jwt_secret: Secret::new(secret),
             issuer: "gatekeeper".into(),
             audience: "gatekeeper".into(),
+            demo_identities: vec![],
         })
         .unwrap()
     }

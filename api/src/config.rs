@@ -13,7 +13,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
-use crate::domain::EnvironmentName;
+use crate::domain::{EnvironmentName, SubjectId};
 
 /// A string that never appears in logs or `Debug` output.
 #[derive(Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
@@ -76,6 +76,19 @@ pub struct AuthSettings {
     pub issuer: String,
     /// `aud` claim written into and required from tokens.
     pub audience: String,
+    /// Demo only: identities the sign-in page offers with ready tokens (`GET /api/v1/demo/identities`).
+    /// Anyone who can reach the server can sign in as them: never set this in production.
+    #[serde(default)]
+    pub demo_identities: Vec<DemoIdentity>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DemoIdentity {
+    pub sub: String,
+    pub name: String,
+    #[serde(default)]
+    pub groups: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -164,6 +177,7 @@ impl Default for Settings {
                 jwt_secret: Secret::default(),
                 issuer: "gatekeeper".into(),
                 audience: "gatekeeper".into(),
+                demo_identities: Vec::new(),
             },
             aws: AwsSettings {
                 regions: vec!["us-east-1".into()],
@@ -254,6 +268,14 @@ impl Settings {
         let err = |m: String| Err(ConfigError(m));
         if self.auth.jwt_secret.expose().len() < 32 {
             return err("auth.jwt_secret (GATEKEEPER_AUTH__JWT_SECRET) must be set to at least 32 characters".into());
+        }
+        for d in &self.auth.demo_identities {
+            if SubjectId::parse(&d.sub).is_err() {
+                return err(format!(
+                    "auth.demo_identities: {:?} is not a user id",
+                    d.sub
+                ));
+            }
         }
         if self.encryption_key().is_err() {
             return err("encryption_key (GATEKEEPER_ENCRYPTION_KEY) must be the base64 encoding of exactly 32 bytes, e.g. from `openssl rand -base64 32`".into());

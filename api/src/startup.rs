@@ -50,6 +50,11 @@ impl Application {
     /// Stages the documents (if configured), then runs the server, the worker and the inventory sync.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let ctx = self.ctx.clone();
+        if !ctx.settings.auth.demo_identities.is_empty() {
+            tracing::warn!(
+                "auth.demo_identities is set: anyone who reaches this server can sign in as them (demo only)"
+            );
+        }
         if ctx.settings.documents.stage_on_start {
             let reports = documents::stage(
                 ctx.documents.as_ref(),

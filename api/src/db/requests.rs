@@ -328,6 +328,12 @@ pub fn finish_grant(
 #[derive(Debug, Default, Clone)]
 pub struct ListFilter {
     pub status: Option<String>,
+    /// Only requests that ended (expired, revoked, rejected, canceled, failed).
+    pub finished: bool,
+    /// Only requests made at or after this time.
+    pub from: Option<NaiveDateTime>,
+    /// Only requests made at or before this time.
+    pub to: Option<NaiveDateTime>,
     pub environment: Option<String>,
     /// Only requests that ask access for this subject or were made by them.
     pub person: Option<String>,
@@ -360,6 +366,20 @@ pub fn list_visible(
     }
     if let Some(env) = &filter.environment {
         query = query.filter(requests::environment.eq(env.clone()));
+    }
+    if filter.finished {
+        let finished: Vec<&str> = RequestStatus::ALL
+            .iter()
+            .filter(|s| s.is_final())
+            .map(|s| s.as_str())
+            .collect();
+        query = query.filter(requests::status.eq_any(finished));
+    }
+    if let Some(from) = filter.from {
+        query = query.filter(requests::created_at.ge(from));
+    }
+    if let Some(to) = filter.to {
+        query = query.filter(requests::created_at.le(to));
     }
     if let Some(person) = &filter.person {
         let for_person = request_subjects::table
@@ -426,4 +446,26 @@ pub fn os_user_taken_by(
         .select(request_subjects::subject)
         .first(conn)
         .optional()?)
+}
+
+/// (request id, subject) of every subject of these requests.
+pub fn subjects_of(conn: &mut DbConnection, ids: &[String]) -> DbResult<Vec<(String, String)>> {
+    Ok(request_subjects::table
+        .filter(request_subjects::request_id.eq_any(ids))
+        .order((
+            request_subjects::request_id.asc(),
+            request_subjects::subject.asc(),
+        ))
+        .select((request_subjects::request_id, request_subjects::subject))
+        .load(conn)?)
+}
+
+/// (request id, instance id) of every grant of these requests, without repeats.
+pub fn instances_of(conn: &mut DbConnection, ids: &[String]) -> DbResult<Vec<(String, String)>> {
+    Ok(grants::table
+        .filter(grants::request_id.eq_any(ids))
+        .select((grants::request_id, grants::instance_id))
+        .distinct()
+        .order((grants::request_id.asc(), grants::instance_id.asc()))
+        .load(conn)?)
 }

@@ -103,3 +103,58 @@ pub async fn get_me(ctx: web::Data<Context>, user: AuthUser) -> HttpResponse {
         environments,
     })
 }
+
+/// A demo identity with a ready token.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct DemoIdentityResponse {
+    pub sub: String,
+    pub name: String,
+    pub groups: Vec<String>,
+    /// A bearer token for this identity, valid for 8 hours.
+    pub token: String,
+}
+
+/// Demo only: the identities the sign-in page offers. `404` unless the server was started with
+/// `auth.demo_identities` (never in production). No authentication.
+#[utoipa::path(
+    tag = "meta",
+    responses(
+        (status = 200, description = "Identities with tokens", body = [DemoIdentityResponse]),
+        (status = 404, description = "Demo identities are off", body = ErrorBody),
+    )
+)]
+#[get("/api/v1/demo/identities")]
+pub async fn demo_identities(ctx: web::Data<Context>) -> Result<HttpResponse, ApiError> {
+    let identities = ctx.tokens.demo_identities();
+    if identities.is_empty() {
+        return Err(ApiError::new(
+            actix_web::http::StatusCode::NOT_FOUND,
+            "not_found",
+            "demo identities are off",
+        ));
+    }
+    let now = ctx.clock.now();
+    let mut out = Vec::new();
+    for d in identities {
+        let sub =
+            crate::domain::SubjectId::parse(&d.sub).map_err(|e| ApiError::internal(e.message))?;
+        let token = ctx
+            .tokens
+            .issue(
+                &sub,
+                Some(d.name.clone()),
+                None,
+                d.groups.clone(),
+                now,
+                chrono::Duration::hours(8),
+            )
+            .map_err(ApiError::internal)?;
+        out.push(DemoIdentityResponse {
+            sub: d.sub.clone(),
+            name: d.name.clone(),
+            groups: d.groups.clone(),
+            token,
+        });
+    }
+    Ok(HttpResponse::Ok().json(out))
+}

@@ -33,6 +33,7 @@ impl Modify for BearerAuth {
     paths(
         meta::health,
         meta::get_me,
+        meta::demo_identities,
         instances::search_instances,
         requests::create_request,
         requests::list_requests,
@@ -99,6 +100,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     }))
     .service(meta::health)
     .service(meta::get_me)
+    .service(meta::demo_identities)
     .service(instances::search_instances)
     .service(requests::create_request)
     .service(requests::list_requests)

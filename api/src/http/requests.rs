@@ -61,11 +61,17 @@ pub struct RequestSummary {
     pub ended_at: Option<DateTime<Utc>>,
     /// Who ended it early (revoke) or canceled it.
     pub ended_by: Option<String>,
+    /// The user ids the request gives access to.
+    pub subject_ids: Vec<String>,
+    /// The instances the request names.
+    pub instance_ids: Vec<String>,
 }
 
-impl From<RequestRow> for RequestSummary {
-    fn from(r: RequestRow) -> Self {
+impl RequestSummary {
+    fn new(r: RequestRow, subject_ids: Vec<String>, instance_ids: Vec<String>) -> Self {
         Self {
+            subject_ids,
+            instance_ids,
             status: RequestStatus::parse(&r.status).unwrap_or(RequestStatus::Failed),
             id: r.id,
             requester: r.requester,
@@ -149,6 +155,11 @@ pub struct RequestDetailResponse {
 
 impl From<RequestDetail> for RequestDetailResponse {
     fn from(d: RequestDetail) -> Self {
+        let subject_ids = d.subjects.iter().map(|s| s.subject.clone()).collect();
+        let mut instance_ids: Vec<String> =
+            d.grants.iter().map(|g| g.instance_id.clone()).collect();
+        instance_ids.sort();
+        instance_ids.dedup();
         Self {
             subjects: d
                 .subjects
@@ -193,7 +204,7 @@ impl From<RequestDetail> for RequestDetailResponse {
                 revoke: d.permissions.revoke,
                 collect_credentials: d.permissions.collect_credentials,
             },
-            request: d.request.into(),
+            request: RequestSummary::new(d.request, subject_ids, instance_ids),
         }
     }
 }
@@ -211,6 +222,12 @@ pub struct ListParams {
     pub person: Option<String>,
     /// Only requests the caller can approve or reject now.
     pub awaiting_my_decision: Option<bool>,
+    /// Only requests that ended (expired, revoked, rejected, canceled, failed).
+    pub finished: Option<bool>,
+    /// Only requests made at or after this time (RFC 3339).
+    pub from: Option<String>,
+    /// Only requests made at or before this time (RFC 3339).
+    pub to: Option<String>,
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,
     /// Page size, 1-200 (default 50).
@@ -354,6 +371,9 @@ pub async fn list_requests(
         environment: p.environment,
         person: p.person,
         awaiting_my_decision: p.awaiting_my_decision.unwrap_or(false),
+        finished: p.finished.unwrap_or(false),
+        from: p.from,
+        to: p.to,
         cursor: p.cursor,
         limit: p.limit,
     };
@@ -361,8 +381,18 @@ pub async fn list_requests(
     let page = ctx
         .db(move |conn| svc::list(conn, &settings, &user.0, query))
         .await?;
+    let mut subjects = page.subjects;
+    let mut instances = page.instances;
     Ok(HttpResponse::Ok().json(RequestPage {
-        items: page.items.into_iter().map(Into::into).collect(),
+        items: page
+            .items
+            .into_iter()
+            .map(|r| {
+                let s = subjects.remove(&r.id).unwrap_or_default();
+                let i = instances.remove(&r.id).unwrap_or_default();
+                RequestSummary::new(r, s, i)
+            })
+            .collect(),
         next_cursor: page.next_cursor,
     }))
 }

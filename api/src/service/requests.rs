@@ -643,6 +643,11 @@ pub fn revoke(
 #[derive(Debug, Clone, Default)]
 pub struct ListQuery {
     pub status: Option<String>,
+    pub finished: bool,
+    /// RFC 3339.
+    pub from: Option<String>,
+    /// RFC 3339.
+    pub to: Option<String>,
     pub environment: Option<String>,
     pub person: Option<String>,
     /// Only requests the caller can approve now.
@@ -654,6 +659,10 @@ pub struct ListQuery {
 pub struct ListPage {
     pub items: Vec<RequestRow>,
     pub next_cursor: Option<String>,
+    /// Subject ids by request id.
+    pub subjects: BTreeMap<String, Vec<String>>,
+    /// Instance ids by request id.
+    pub instances: BTreeMap<String, Vec<String>>,
 }
 
 pub fn list(
@@ -708,8 +717,28 @@ pub fn list(
     if query.awaiting_my_decision {
         status = Some(RequestStatus::PendingApproval.as_str().to_owned());
     }
+    let time = |name: &'static str,
+                value: Option<String>|
+     -> Result<Option<NaiveDateTime>, ServiceError> {
+        match value.filter(|v| !v.is_empty()) {
+            None => Ok(None),
+            Some(v) => DateTime::parse_from_rfc3339(&v)
+                .map(|t| Some(t.naive_utc()))
+                .map_err(|_| {
+                    ServiceError::invalid(
+                        "invalid_time",
+                        format!("{name} must be an RFC 3339 time such as 2026-12-03T00:00:00Z"),
+                    )
+                }),
+        }
+    };
+    let from = time("from", query.from)?;
+    let to = time("to", query.to)?;
     let filter = db::requests::ListFilter {
         status,
+        finished: query.finished,
+        from,
+        to,
         environment,
         person,
         before,
@@ -736,7 +765,21 @@ pub fn list(
     } else {
         None
     };
-    Ok(ListPage { items, next_cursor })
+    let ids: Vec<String> = items.iter().map(|r| r.id.clone()).collect();
+    let mut subjects: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (request, subject) in db::requests::subjects_of(conn, &ids)? {
+        subjects.entry(request).or_default().push(subject);
+    }
+    let mut instances: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (request, instance) in db::requests::instances_of(conn, &ids)? {
+        instances.entry(request).or_default().push(instance);
+    }
+    Ok(ListPage {
+        items,
+        next_cursor,
+        subjects,
+        instances,
+    })
 }
 
 fn encode_cursor(at: NaiveDateTime, id: &str) -> String {

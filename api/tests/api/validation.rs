@@ -545,3 +545,79 @@ async fn two_ids_never_share_an_os_account() {
     let (status, b) = app.create_request(&alice, request).await;
     assert_eq!((status, code(&b)), (422, "os_user_collision"));
 }
+
+#[tokio::test]
+async fn history_filters_and_summaries() {
+    let app = spawn_app().await;
+    let f = fleet(&app).await;
+    let alice = app.token("alice", &[]);
+    let (_, a) = app.create_request(&alice, body("dev", &f.dev[..2])).await;
+    let (_, b) = app.create_request(&alice, body("dev", &f.dev[2..3])).await;
+    let b_id = b["id"].as_str().unwrap();
+    let (status, _) = app
+        .post(
+            &format!("/api/v1/requests/{b_id}/cancel"),
+            Some(&alice),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (_, list) = app.get("/api/v1/requests", Some(&alice)).await;
+    let first = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == a["id"])
+        .unwrap()
+        .clone();
+    assert_eq!(first["subject_ids"], json!(["alice"]));
+    assert_eq!(first["instance_ids"].as_array().unwrap().len(), 2);
+
+    let (_, finished) = app
+        .get("/api/v1/requests?finished=true", Some(&alice))
+        .await;
+    let items = finished["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0]["id"], b["id"]);
+    let later = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
+    let (_, none) = app
+        .get(
+            &format!("/api/v1/requests?from={}", later.replace('+', "%2B")),
+            Some(&alice),
+        )
+        .await;
+    assert!(none["items"].as_array().unwrap().is_empty());
+    let (_, all) = app
+        .get(
+            &format!("/api/v1/requests?to={}", later.replace('+', "%2B")),
+            Some(&alice),
+        )
+        .await;
+    assert_eq!(all["items"].as_array().unwrap().len(), 2);
+    let (status, body) = app
+        .get("/api/v1/requests?from=yesterday", Some(&alice))
+        .await;
+    assert_eq!((status, code(&body)), (422, "invalid_time"));
+}
+
+#[tokio::test]
+async fn demo_identities_only_when_configured() {
+    let app = spawn_app().await;
+    let (status, body) = app.get("/api/v1/demo/identities", None).await;
+    assert_eq!((status, code(&body)), (404, "not_found"));
+    let app = spawn_app_with(|s| {
+        s.auth.demo_identities = vec![gatekeeper::config::DemoIdentity {
+            sub: "alice".into(),
+            name: "Alice".into(),
+            groups: vec!["engineers".into()],
+        }];
+    })
+    .await;
+    let (status, ids) = app.get("/api/v1/demo/identities", None).await;
+    assert_eq!(status, 200);
+    let token = ids[0]["token"].as_str().unwrap();
+    let (status, me) = app.get("/api/v1/me", Some(token)).await;
+    assert_eq!(status, 200);
+    assert_eq!(me["id"], "alice");
+    assert_eq!(me["groups"], json!(["engineers"]));
+}
