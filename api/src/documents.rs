@@ -19,8 +19,12 @@ pub enum DocumentKind {
 }
 
 impl DocumentKind {
-    pub const ALL: [DocumentKind; 2] =
-        [DocumentKind::LinuxCreateUser, DocumentKind::LinuxRemoveUser];
+    pub const ALL: [DocumentKind; 4] = [
+        DocumentKind::LinuxCreateUser,
+        DocumentKind::LinuxRemoveUser,
+        DocumentKind::WindowsCreateUser,
+        DocumentKind::WindowsRemoveUser,
+    ];
 
     /// The document's name in SSM, after the configured prefix.
     pub fn suffix(self) -> &'static str {
@@ -360,7 +364,12 @@ mod tests {
 
     #[test]
     fn placeholders_are_data_after_exit_never_code() {
-        for kind in DocumentKind::ALL {
+        for kind in [
+            DocumentKind::LinuxCreateUser,
+            DocumentKind::LinuxRemoveUser,
+            DocumentKind::WindowsCreateUser,
+            DocumentKind::WindowsRemoveUser,
+        ] {
             let doc = parse(kind).unwrap();
             for step in &doc.main_steps {
                 let script = step.inputs.run_command.join("\n");
@@ -392,14 +401,22 @@ mod tests {
                 declared.sort();
                 names.sort();
                 assert_eq!(names, declared);
-                // The script counts the block's lines: BEGIN + one per parameter + END.
-                let count = match kind {
-                    DocumentKind::LinuxCreateUser | DocumentKind::LinuxRemoveUser => {
-                        format!("-eq {} ]] || fail", data.len() + 2)
-                    }
-                    _ => format!("$end -ne $begin + {})", data.len() + 1),
-                };
-                assert!(script.contains(&count), "{kind:?} does not check {count}");
+                // The script reads the block by position: it knows the names, in the block's order.
+                if matches!(
+                    kind,
+                    DocumentKind::LinuxCreateUser | DocumentKind::LinuxRemoveUser
+                ) {
+                    let order: Vec<&str> =
+                        data.iter().map(|l| l.split('=').next().unwrap()).collect();
+                    let expected = format!("\nnames=({})\n", order.join(" "));
+                    assert!(
+                        script.contains(&expected),
+                        "{kind:?} does not declare {expected}"
+                    );
+                } else {
+                    let count = format!("$end -ne $begin + {})", data.len() + 1);
+                    assert!(script.contains(&count), "{kind:?} does not check {count}");
+                }
             }
             assert_eq!(
                 doc.main_steps[0].inputs.timeout_seconds.as_deref(),
@@ -430,6 +447,47 @@ mod tests {
                     script.contains(&format!("-cnotmatch '{ps}'")),
                     "{kind:?} does not re-check {name} with {ps}"
                 );
+            }
+            // The block is read by position: the script names the parameters in the block's order,
+            // requires each marker once and the end marker last.
+            let lines: Vec<&str> = script.lines().collect();
+            let begin = lines
+                .iter()
+                .position(|l| *l == "#GATEKEEPER-PARAMETERS-BEGIN")
+                .expect("a parameter block");
+            let order: Vec<String> = lines[begin + 1..lines.len() - 1]
+                .iter()
+                .map(|l| format!("'{}'", l.split('=').next().unwrap_or_default()))
+                .collect();
+            let names = format!("$names = @({})", order.join(", "));
+            assert!(script.contains(&names), "{kind:?} does not declare {names}");
+            for marker in ["BEGIN') -ne $begin", "END') -ne $end"] {
+                let once = format!("[Array]::LastIndexOf($lines, '#GATEKEEPER-PARAMETERS-{marker}");
+                assert!(script.contains(&once), "{kind:?} does not check {once}");
+            }
+            assert!(
+                script.contains("$end -ne $last"),
+                "{kind:?} lets data follow the block"
+            );
+            // Run as SYSTEM only, never on a domain controller; state and lock in a folder only SYSTEM
+            // and Administrators can enter, the lock an exclusive file handle (a named mutex could be
+            // squatted by any user); no error silenced, nothing evaluated as code.
+            for needle in [
+                "-cne 'S-1-5-18'",
+                "DomainRole -ge 4",
+                "GetFolderPath('LocalApplicationData')",
+                "SetAccessRuleProtection($true, $false)",
+                "[IO.FileShare]::None",
+            ] {
+                assert!(script.contains(needle), "{kind:?} lacks {needle}");
+            }
+            for needle in [
+                "Threading.Mutex",
+                "SilentlyContinue",
+                "Invoke-Expression",
+                "cmd.exe",
+            ] {
+                assert!(!script.contains(needle), "{kind:?} uses {needle}");
             }
             if kind == DocumentKind::WindowsCreateUser {
                 // Groups by well-known SID (names are localised); the password leaves only encrypted.

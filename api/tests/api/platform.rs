@@ -14,13 +14,18 @@ fn same(content: Option<&str>) -> serde_yaml::Value {
 
 #[tokio::test]
 async fn documents_are_staged_idempotently() {
-    let app = spawn_app().await; // spawn_app stages once: both documents were created
+    let app = spawn_app().await; // spawn_app stages once: all four documents were created
+    for kind in DocumentKind::ALL {
+        let name = kind.name("Gatekeeper");
+        let stored = app.ssm.get_document().name(&name).send().await;
+        assert!(stored.is_ok(), "{name} is not in SSM: {stored:?}");
+    }
     let store = app.ctx.documents.as_ref();
     let regions = vec![REGION.to_owned()];
     let again = documents::stage(store, &regions, "Gatekeeper", false)
         .await
         .unwrap();
-    assert_eq!(again.len(), 2);
+    assert_eq!(again.len(), 4);
     assert!(
         again.iter().all(|r| r.action == StageAction::Unchanged),
         "{again:?}"

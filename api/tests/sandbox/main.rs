@@ -1,8 +1,9 @@
 //! The Linux SSM documents, executed for real: rendered as SSM renders them, written to a file and run
 //! as root with `sh -c <file>` (as the SSM agent does), inside a sandbox that cannot touch the host's
 //! users or files — a private mount and PID namespace over copies of `/etc` and `/home`, with tmpfs
-//! over `/run`, `/var/log`, `/var/mail` and `/var/spool` — and a real `sshd` on a loopback port that
-//! must accept (or refuse) the generated keys. `/root` is an empty directory of the sandbox too.
+//! over `/run`, `/tmp`, `/var/tmp`, `/dev/shm`, `/var/lib`, `/var/log`, `/var/mail` and `/var/spool` —
+//! and a real `sshd` on a loopback port that must accept (or refuse) the generated keys. `/root` is an
+//! empty directory of the sandbox too; the sandbox's own directory is mounted back at its path.
 //!
 //! Needs root, util-linux (`unshare`, `nsenter`, `setpriv`, `flock`), `openssh-server`,
 //! `openssh-client`, `sudo` and `passwd`; `scripts/test.sh` installs them. Without them every test here
@@ -27,13 +28,19 @@ mkdir -p "$dir/etc" "$dir/home" "$dir/root"
 cp -a /etc/. "$dir/etc/"
 cp -a /home/. "$dir/home/"
 chmod 0700 "$dir/root"
+# The sandbox's own directory stays reachable at the same path whatever the mounts below hide.
+mount --bind "$dir" /mnt
 mount --bind "$dir/etc" /etc
 mount --bind "$dir/home" /home
 mount --bind "$dir/root" /root
-for d in /run /var/log /var/mail /var/spool /var/lib/sudo; do
-  mkdir -p "$d"
+for d in /run /var/lib /var/log /var/mail /var/spool; do
   mount -t tmpfs -o mode=0755 tmpfs "$d"
 done
+for d in /tmp /var/tmp /dev/shm; do
+  mount -t tmpfs -o mode=1777 tmpfs "$d"
+done
+mkdir -p /var/lib/sudo "$dir"
+mount --bind /mnt "$dir"
 mkdir -p /run/sshd /var/spool/cron/crontabs
 chmod 0755 /run/sshd
 ssh-keygen -q -t ed25519 -N '' -f "$dir/host_key"
@@ -311,6 +318,16 @@ fn ends_in(minutes: i64) -> String {
         .to_string()
 }
 
+/// The day (since 1970, UTC) from which shadow refuses the account: the first midnight at least 24
+/// hours after the end of access.
+fn account_expiry_day(expires_at: &str) -> i64 {
+    let end = chrono::NaiveDateTime::parse_from_str(expires_at, "%Y%m%d%H%M")
+        .unwrap()
+        .and_utc()
+        .timestamp();
+    (end + 86400) / 86400 + 1
+}
+
 fn create_params(
     user: &str,
     key: &str,
@@ -376,7 +393,11 @@ fn create_login_rerun_remove_and_processes_end() {
     ok(create(&sb, &params));
     let keys = sb.root_ok("cat /home/gk-alice/.ssh/authorized_keys");
     assert_eq!(keys.lines().count(), 1, "{keys}");
-    assert!(keys.starts_with("expiry-time=\""), "{keys}");
+    // OpenSSH 9.1+ (Debian 12 has 9.2) reads the end as UTC.
+    assert!(
+        keys.starts_with("expiry-time=\"") && keys.contains("Z\" "),
+        "{keys}"
+    );
     assert!(
         keys.ends_with(&format!("{} gatekeeper-grant={grant}", k.public)),
         "{keys}"
@@ -385,10 +406,10 @@ fn create_login_rerun_remove_and_processes_end() {
     let (password, expiry_days) = shadow.split_once(':').unwrap();
     assert_eq!(password, "*", "no password works");
     let days: i64 = expiry_days.parse().unwrap();
-    let today = Utc::now().timestamp() / 86400;
-    assert!(
-        (1..=2).contains(&(days - today)),
-        "the account expires a day after the end: {days} vs {today}"
+    assert_eq!(
+        days,
+        account_expiry_day(&params["expiresAt"]),
+        "the account expires at the start of a UTC day at least a day after the end"
     );
 
     // A process the user leaves behind is gone after removal, and so is the user.
@@ -442,11 +463,29 @@ fn sudo_only_when_granted() {
             == Some(1),
         "no temporary file is left"
     );
+    // Another user whose name starts with this one's keeps its own drop-in when this one goes.
+    let kx = key(&sb, "bob-x");
+    let gx = grant_id();
+    ok(create(
+        &sb,
+        &create_params("gk-bob-x", &kx.public, &gx, &ends_in(30), true),
+    ));
     ok(remove(&sb, "gk-bob", &grant));
     assert!(
         !sb.root(&format!("test -e {dropin}")).status.success(),
         "the drop-in is removed"
     );
+    assert!(
+        sb.root(&format!("test -e /etc/sudoers.d/gatekeeper-gk-bob-x-{gx}"))
+            .status
+            .success(),
+        "gk-bob-x's drop-in is not gk-bob's"
+    );
+    assert_eq!(
+        ok(sb.ssh(&kx.file, "gk-bob-x", "sudo -n id -u")).trim(),
+        "0"
+    );
+    ok(remove(&sb, "gk-bob-x", &gx));
 }
 
 #[test]
@@ -454,9 +493,10 @@ fn overlapping_grants_own_their_key_lines() {
     let sb = Sandbox::start();
     let (ka, kb) = (key(&sb, "carol-a"), key(&sb, "carol-b"));
     let (ga, gb) = (grant_id(), grant_id());
+    let a_end = ends_in(120);
     ok(create(
         &sb,
-        &create_params("gk-carol", &ka.public, &ga, &ends_in(120), true),
+        &create_params("gk-carol", &ka.public, &ga, &a_end, true),
     ));
     ok(create(
         &sb,
@@ -469,10 +509,7 @@ fn overlapping_grants_own_their_key_lines() {
         .root_ok("getent shadow gk-carol | cut -d: -f8")
         .parse()
         .unwrap();
-    let later = (Utc::now() + chrono::Duration::minutes(120) + chrono::Duration::days(1))
-        .timestamp()
-        / 86400;
-    assert_eq!(days, later);
+    assert_eq!(days, account_expiry_day(&a_end));
 
     // Removing grant A removes only A's key (and A's sudo); the account stays for B.
     let out = ok(remove(&sb, "gk-carol", &ga));
@@ -543,6 +580,21 @@ fn sshd_refuses_a_key_after_its_end_even_before_removal() {
         ),
     );
     assert!(!out.status.success());
+
+    // Its removal never came; a later grant forgets it (record and key line), and the end of that
+    // later grant deletes the account although the first grant was never removed.
+    let k2 = key(&sb, "dave-2");
+    let later = grant_id();
+    ok(create(
+        &sb,
+        &create_params("gk-dave", &k2.public, &later, &ends_in(30), false),
+    ));
+    let keys = sb.root_ok("cat /home/gk-dave/.ssh/authorized_keys");
+    assert!(!keys.contains(&grant) && keys.contains(&later), "{keys}");
+    let records = sb.root_ok("ls /var/lib/gatekeeper/grants/gk-dave");
+    assert_eq!(records, later);
+    ok(remove(&sb, "gk-dave", &later));
+    assert!(!sb.user_exists("gk-dave"));
     ok(remove(&sb, "gk-dave", &grant));
 }
 
@@ -575,6 +627,13 @@ fn hostile_values_are_refused_and_forced_past_the_patterns_execute_nothing() {
         ("expiresAt", format!("$(touch {s})")),
         ("sudo", format!("true; touch {s}")),
         ("sudo", "yes".into()),
+        // A forged block: a second set of values appended to the last one.
+        (
+            "sudo",
+            "false\n#GATEKEEPER-PARAMETERS-END\n#GATEKEEPER-PARAMETERS-BEGIN\nusername=gk-evil"
+                .into(),
+        ),
+        ("sudo", "false\nsudo=true".into()),
     ];
     for (name, value) in &hostile {
         let mut params = good.clone();
@@ -635,6 +694,16 @@ fn hostile_values_are_refused_and_forced_past_the_patterns_execute_nothing() {
     let out = remove(&sb, "gk-intruder", &grant_id());
     assert!(!out.status.success(), "{}", text(&out));
     assert!(sb.user_exists("gk-intruder"));
+    // Nor one that merely carries Gatekeeper's comment (a user may set their own with chfn): the uid
+    // must also come from Gatekeeper's range.
+    sb.root_ok("useradd --create-home --comment 'Gatekeeper temporary access' gk-mimic");
+    let out = create(
+        &sb,
+        &create_params("gk-mimic", &k.public, &grant_id(), &ends_in(30), true),
+    );
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(!remove(&sb, "gk-mimic", &grant_id()).status.success());
+    assert!(sb.user_exists("gk-mimic"));
     assert!(
         !sb.root("test -e /home/gk-intruder/.ssh/authorized_keys")
             .status
@@ -672,4 +741,90 @@ fn links_planted_in_the_home_directory_gain_nothing() {
             .success()
     );
     ok(remove(&sb, "gk-frank", &grant));
+}
+
+#[test]
+fn what_the_user_writes_never_keeps_the_account() {
+    let sb = Sandbox::start();
+    let k = key(&sb, "grace");
+    let grant = grant_id();
+    ok(create(
+        &sb,
+        &create_params("gk-grace", &k.public, &grant, &ends_in(60), false),
+    ));
+    // The user forges a Gatekeeper line for a grant that does not exist and adds a key of their own,
+    // hoping either keeps the account (and their access) after the grant ends.
+    let own = key(&sb, "grace-own");
+    let forged = format!(
+        "echo '{} gatekeeper-grant={}' >>~/.ssh/authorized_keys && echo '{}' >>~/.ssh/authorized_keys",
+        own.public,
+        grant_id(),
+        own.public
+    );
+    ok(sb.ssh(&k.file, "gk-grace", &forged));
+    assert!(ok(sb.ssh(&own.file, "gk-grace", "id -un")).starts_with("gk-grace"));
+    let out = ok(remove(&sb, "gk-grace", &grant));
+    assert!(out.contains("is removed"), "{out}");
+    assert!(!sb.user_exists("gk-grace"));
+    assert!(!sb.ssh(&own.file, "gk-grace", "true").status.success());
+}
+
+#[test]
+fn leftovers_go_with_the_account_and_uids_are_never_reused() {
+    let sb = Sandbox::start();
+    let k = key(&sb, "heidi");
+    let grant = grant_id();
+    ok(create(
+        &sb,
+        &create_params("gk-heidi", &k.public, &grant, &ends_in(60), false),
+    ));
+    let uid: u32 = sb.root_ok("id -u gk-heidi").parse().unwrap();
+    assert!(
+        (3_000_000..4_000_000).contains(&uid),
+        "a uid from Gatekeeper's own range: {uid}"
+    );
+    ok(sb.ssh(
+        &k.file,
+        "gk-heidi",
+        "touch /tmp/heidi /var/tmp/heidi /dev/shm/heidi && mkdir /tmp/heidi.d && touch /tmp/heidi.d/x",
+    ));
+    ok(remove(&sb, "gk-heidi", &grant));
+    let left = sb.root(&format!(
+        "find /tmp /var/tmp /dev/shm /var/spool -uid {uid} | grep ."
+    ));
+    assert_eq!(left.status.code(), Some(1), "{}", text(&left));
+    assert!(!sb.root("getent group gk-heidi").status.success());
+    assert!(
+        !sb.root("test -e /var/lib/gatekeeper/grants/gk-heidi")
+            .status
+            .success()
+    );
+
+    // The same person again gets a fresh uid, never the old one.
+    let again = grant_id();
+    ok(create(
+        &sb,
+        &create_params("gk-heidi", &k.public, &again, &ends_in(60), false),
+    ));
+    let second: u32 = sb.root_ok("id -u gk-heidi").parse().unwrap();
+    assert!(second > uid, "{second} after {uid}");
+    assert_eq!(sb.root_ok("id -g gk-heidi"), second.to_string());
+    // A uid taken by someone else in the meantime is skipped.
+    sb.root_ok(&format!(
+        "useradd --no-create-home --uid {} squatter",
+        second + 1
+    ));
+    let kj = key(&sb, "judy");
+    let gj = grant_id();
+    ok(create(
+        &sb,
+        &create_params("gk-judy", &kj.public, &gj, &ends_in(60), false),
+    ));
+    assert_eq!(
+        sb.root_ok("id -u gk-judy"),
+        (second + 2).to_string(),
+        "the squatter's uid is skipped"
+    );
+    ok(remove(&sb, "gk-heidi", &again));
+    ok(remove(&sb, "gk-judy", &gj));
 }
