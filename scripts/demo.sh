@@ -14,8 +14,9 @@ ensure_rust
 ensure_debs curl libpq-dev pkg-config
 ensure_venv
 
+bash "$ROOT/scripts/build-frontend.sh"
 log "building gatekeeper"
-cargo build -p gatekeeper --locked
+cargo build -q -p gatekeeper --locked
 BIN="${CARGO_TARGET_DIR:-$ROOT/target}/debug/gatekeeper"
 
 cleanup() {
@@ -31,52 +32,18 @@ log "seeding a fleet"
 
 # Secrets for this demo only, made once and kept in .demo/ (git ignores it).
 if [ ! -f "$STATE/secrets.env" ]; then
-  {
-    echo "GATEKEEPER_AUTH__JWT_SECRET=$(head -c 48 /dev/urandom | base64 | tr -d '\n/+=' | head -c 48)"
-    echo "GATEKEEPER_ENCRYPTION_KEY=$(head -c 32 /dev/urandom | base64 | tr -d '\n')"
-  } >"$STATE/secrets.env"
+  export_throwaway_secrets
+  printf 'GATEKEEPER_AUTH__JWT_SECRET=%s\nGATEKEEPER_ENCRYPTION_KEY=%s\n' \
+    "$GATEKEEPER_AUTH__JWT_SECRET" "$GATEKEEPER_ENCRYPTION_KEY" >"$STATE/secrets.env"
   chmod 600 "$STATE/secrets.env"
 fi
 set -a; source "$STATE/secrets.env"; set +a
 
-cat >"$STATE/gatekeeper.toml" <<TOML
-listen = "127.0.0.1:$PORT"
-database_url = "sqlite://$STATE/gatekeeper.db"
-static_dir = "$ROOT/frontend/dist"
-
-[aws]
-regions = ["us-east-1"]
-endpoint_url = "http://127.0.0.1:$EMULATOR_PORT"
-max_attempts = 1
-
-[inventory]
-sync_interval_seconds = 60
-
-[environments.dev]
-auto_approve_max_minutes = 240
-max_minutes = 480
-approver_group = "dev-approvers"
-
-[environments.qa]
-auto_approve_max_minutes = 120
-max_minutes = 480
-approver_group = "qa-approvers"
-
-[environments.prod]
-auto_approve_max_minutes = 0
-max_minutes = 240
-approver_group = "prod-approvers"
-TOML
+write_config "$STATE/gatekeeper.toml" "$PORT" "$EMULATOR_PORT" "sqlite://$STATE/gatekeeper.db"
 rm -f "$STATE/gatekeeper.db" "$STATE"/gatekeeper.db-*
 
 log "starting gatekeeper on http://127.0.0.1:$PORT"
-"$BIN" --config "$STATE/gatekeeper.toml" serve >"$STATE/gatekeeper.log" 2>&1 &
-API_PID=$!
-for _ in $(seq 1 100); do
-  if curl -fsS "http://127.0.0.1:$PORT/api/v1/health" 2>/dev/null | grep -q '"instances":[1-9]'; then break; fi
-  kill -0 "$API_PID" 2>/dev/null || { cat "$STATE/gatekeeper.log" >&2; die "gatekeeper exited"; }
-  sleep 0.3
-done
+start_api "$BIN" "$STATE/gatekeeper.toml" "$PORT" "$STATE/gatekeeper.log"
 
 ALICE=$("$BIN" --config "$STATE/gatekeeper.toml" token --sub alice --name "Alice Requester" --groups engineers --ttl 12h)
 BOB=$("$BIN" --config "$STATE/gatekeeper.toml" token --sub bob --name "Bob Approver" --groups prod-approvers,qa-approvers --ttl 12h)
@@ -86,9 +53,10 @@ PROD_ID=$(grep '"name": "prod-ledger-db"' "$STATE/fleet.jsonl" | head -n1 | sed 
 cat <<TXT
 
 Gatekeeper is running at http://127.0.0.1:$PORT  (API: /api/v1, contract: /api/openapi.json)
-There is no browser UI yet: use the API. Logs: $STATE/gatekeeper.log. Stop: Ctrl-C.
+Open it in a browser and pick a demo identity (Alice asks, Bob approves prod, Carol approves dev).
+Logs: $STATE/gatekeeper.log. Stop: Ctrl-C.
 
-In another shell (copy the whole block; python3 only pretty-prints and picks fields):
+Or with the API, in another shell (copy the whole block; python3 only pretty-prints and picks fields):
 
 export GK=http://127.0.0.1:$PORT
 export ALICE='$ALICE'   # requester (groups: engineers)

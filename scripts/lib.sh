@@ -73,3 +73,75 @@ ensure_postgres() {
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
 }
+
+# Writes the configuration of a local stack (emulator regions, demo identities, dev/qa/prod policies)
+# to $1: API port $2, emulator port $3, database URL $4. The browser client is served from
+# frontend/dist. Secrets come from the environment (GATEKEEPER_AUTH__JWT_SECRET, ..._ENCRYPTION_KEY).
+write_config() {
+  local file="$1" port="$2" emulator_port="$3" database_url="$4"
+  cat >"$file" <<TOML
+listen = "127.0.0.1:$port"
+database_url = "$database_url"
+static_dir = "$ROOT/frontend/dist"
+
+[aws]
+regions = ["us-east-1"]
+endpoint_url = "http://127.0.0.1:$emulator_port"
+max_attempts = 1
+
+[inventory]
+sync_interval_seconds = 60
+
+# Local use only: the sign-in page offers these identities with ready tokens.
+[[auth.demo_identities]]
+sub = "alice"
+name = "Alice Requester"
+groups = ["engineers"]
+
+[[auth.demo_identities]]
+sub = "bob"
+name = "Bob Approver"
+groups = ["prod-approvers", "qa-approvers"]
+
+[[auth.demo_identities]]
+sub = "carol"
+name = "Carol Dev Lead"
+groups = ["dev-approvers", "engineers"]
+
+[environments.dev]
+auto_approve_max_minutes = 240
+max_minutes = 480
+approver_group = "dev-approvers"
+
+[environments.qa]
+auto_approve_max_minutes = 120
+max_minutes = 480
+approver_group = "qa-approvers"
+
+[environments.prod]
+auto_approve_max_minutes = 0
+max_minutes = 240
+approver_group = "prod-approvers"
+TOML
+}
+
+# Starts `$1 --config $2 serve` in the background (log $4) and waits until the API on port $3 has
+# synced the inventory; sets API_PID.
+start_api() {
+  local bin="$1" config="$2" port="$3" logfile="$4"
+  "$bin" --config "$config" serve >"$logfile" 2>&1 &
+  API_PID=$!
+  for _ in $(seq 1 100); do
+    if curl -fsS "http://127.0.0.1:$port/api/v1/health" 2>/dev/null | grep -q '"instances":[1-9]'; then return 0; fi
+    kill -0 "$API_PID" 2>/dev/null || { cat "$logfile" >&2; die "gatekeeper exited"; }
+    sleep 0.3
+  done
+  die "gatekeeper did not become ready on port $port; see $logfile"
+}
+
+# Random secrets for a throwaway local stack, exported for the API and the token subcommand.
+export_throwaway_secrets() {
+  export GATEKEEPER_AUTH__JWT_SECRET GATEKEEPER_ENCRYPTION_KEY
+  GATEKEEPER_AUTH__JWT_SECRET=$(head -c 48 /dev/urandom | base64 | tr -d '\n/+=' | head -c 48)
+  GATEKEEPER_ENCRYPTION_KEY=$(head -c 32 /dev/urandom | base64 | tr -d '\n')
+}

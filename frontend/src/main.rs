@@ -1,3 +1,8 @@
-//! The Gatekeeper browser client. The Leptos single-page application lands here; until then the API's
-//! JSON endpoints and the README's `curl` journey are the way in.
-fn main() {}
+//! The Gatekeeper browser client: mounts the app; everything else lives in the modules.
+
+use gatekeeper_frontend::App;
+
+fn main() {
+    console_error_panic_hook::set_once();
+    leptos::mount::mount_to_body(App);
+}
