@@ -47,7 +47,7 @@ fi
 mkdir -p "$ROOT/tests/artifacts/browser"
 log "browser tests against http://127.0.0.1:$port"
 status=0
-GK_URL="http://127.0.0.1:$port" GK_ARTIFACTS="$ROOT/tests/artifacts/browser" npm test || status=$?
+GK_URL="http://127.0.0.1:$port" GK_EMULATOR="http://127.0.0.1:$emulator_port" GK_ARTIFACTS="$ROOT/tests/artifacts/browser" npm test || status=$?
 if [ "$status" -ne 0 ]; then
   echo "--- gatekeeper log (tail) ---" >&2
   tail -n 40 "$work/gatekeeper.log" >&2

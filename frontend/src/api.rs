@@ -193,6 +193,16 @@ pub struct RequestSummary {
     pub subject_ids: Vec<String>,
     #[serde(default)]
     pub instance_ids: Vec<String>,
+    #[serde(default)]
+    pub grant_statuses: Vec<GrantBrief>,
+}
+
+/// One subject's access to one instance, as the list shows it.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct GrantBrief {
+    pub subject: String,
+    pub instance_id: String,
+    pub status: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]

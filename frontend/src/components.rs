@@ -17,20 +17,27 @@ pub enum Load<T> {
 }
 
 /// Runs `fut` and puts its outcome into `state`. A 401 signs the user out (the token expired).
+/// An outcome equal to what is shown changes nothing, so a page that polls is not redrawn (and
+/// keeps focus, selections and revealed secrets) while nothing moves.
 pub fn load<T, F>(state: RwSignal<Load<T>>, fut: F)
 where
-    T: Send + Sync + 'static,
+    T: PartialEq + Send + Sync + 'static,
     F: Future<Output = ApiResult<T>> + 'static,
 {
     let session = use_session();
     leptos::task::spawn_local(async move {
-        match fut.await {
-            Ok(v) => state.set(Load::Ready(v)),
+        let next = match fut.await {
+            Ok(v) => Load::Ready(v),
             Err(e) if e.status == 401 => {
                 session.sign_out();
                 session.error.set(Some(e.to_string()));
+                return;
             }
-            Err(e) => state.set(Load::Failed(e.to_string())),
+            Err(e) => Load::Failed(e.to_string()),
+        };
+        // The page may have been left while the call ran: its signal is gone then.
+        if state.try_with_untracked(|current| *current != next) == Some(true) {
+            state.try_set(next);
         }
     });
 }
@@ -70,4 +77,41 @@ pub fn Loading() -> impl IntoView {
 #[component]
 pub fn ErrorBox(#[prop(into)] message: String) -> impl IntoView {
     view! { <p class="error" role="alert">{message}</p> }
+}
+
+/// Copies `text` to the clipboard and says whether it worked. Browsers offer the clipboard only on
+/// secure origins (HTTPS or localhost); elsewhere the button says to copy by hand.
+#[component]
+pub fn CopyButton(#[prop(into)] text: String, #[prop(into)] label: String) -> impl IntoView {
+    let state: RwSignal<Option<bool>> = RwSignal::new(None);
+    let copy = move |_| {
+        let text = text.clone();
+        leptos::task::spawn_local(async move {
+            state.set(Some(copy_to_clipboard(&text).await));
+        });
+    };
+    view! {
+        <button type="button" class="secondary copy-button" aria-label=label on:click=copy>
+            {move || match state.get() {
+                None => "Copy",
+                Some(true) => "Copied",
+                Some(false) => "Select and copy by hand",
+            }}
+        </button>
+    }
+}
+
+async fn copy_to_clipboard(text: &str) -> bool {
+    let Some(window) = web_sys::window() else {
+        return false;
+    };
+    let navigator = window.navigator();
+    let available = js_sys::Reflect::get(&navigator, &"clipboard".into())
+        .map(|c| !c.is_undefined() && !c.is_null())
+        .unwrap_or(false);
+    if !available {
+        return false;
+    }
+    let promise = navigator.clipboard().write_text(text);
+    wasm_bindgen_futures::JsFuture::from(promise).await.is_ok()
 }

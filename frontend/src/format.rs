@@ -66,6 +66,33 @@ pub fn status_label(status: &str) -> (&'static str, &'static str) {
     }
 }
 
+/// How many grants are in each status, in a stable order (the most urgent first), for a compact
+/// summary of requests with many subjects × instances.
+pub fn grant_tally<'a>(statuses: impl IntoIterator<Item = &'a str>) -> Vec<(String, usize)> {
+    const ORDER: [&str; 8] = [
+        "remove_failed",
+        "failed",
+        "sending",
+        "sent",
+        "removing",
+        "pending",
+        "active",
+        "removed",
+    ];
+    let mut counts: std::collections::BTreeMap<(usize, String), usize> = Default::default();
+    for status in statuses {
+        let rank = ORDER
+            .iter()
+            .position(|s| *s == status)
+            .unwrap_or(ORDER.len());
+        *counts.entry((rank, status.to_owned())).or_default() += 1;
+    }
+    counts
+        .into_iter()
+        .map(|((_, status), n)| (status, n))
+        .collect()
+}
+
 /// Whether a request status is final.
 pub fn is_final(status: &str) -> bool {
     matches!(
@@ -169,6 +196,19 @@ mod tests {
             Ok("needs an approver")
         );
         assert!(policy_outcome(500, 240, 480, true, false).is_err());
+    }
+
+    #[test]
+    fn grants_are_tallied_most_urgent_first() {
+        assert_eq!(
+            grant_tally(["active", "failed", "active", "remove_failed"]),
+            vec![
+                ("remove_failed".to_owned(), 1),
+                ("failed".to_owned(), 1),
+                ("active".to_owned(), 2)
+            ]
+        );
+        assert!(grant_tally([]).is_empty());
     }
 
     #[test]

@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { chromium } from 'playwright-core';
 
 const BASE = process.env.GK_URL;
+const EMULATOR = process.env.GK_EMULATOR;
 const ARTIFACTS = process.env.GK_ARTIFACTS ?? 'artifacts';
 if (!BASE) throw new Error('GK_URL is not set: run scripts/browser-tests.sh');
 
@@ -38,6 +39,7 @@ after(async () => {
 /** A signed-in person in a browser context of their own. Console errors and page errors are kept. */
 async function person(sub) {
   const context = await browser.newContext({ acceptDownloads: true, viewport: { width: 1360, height: 900 } });
+  await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: BASE });
   const page = await context.newPage();
   page.on('pageerror', (e) => problems.push(`${sub}: page error: ${e.message}`));
   page.on('console', (m) => {
@@ -165,13 +167,25 @@ test('a prod request: two instances, approved by a second person, key downloaded
   }
   const command = await page.getByLabel('ssh command').first().inputValue();
   assert.match(command, /^ssh -i \S+ gk-[a-z0-9-]+@/);
+  // The copy button puts exactly that command on the clipboard.
+  const copy = page.getByRole('button', { name: /^copy the ssh command for / }).first();
+  await copy.click();
+  await copy.getByText('Copied').waitFor();
+  assert.equal(await page.evaluate(() => navigator.clipboard.readText()), command);
+  // Collected: the audit trail says so, and there is nothing left to collect.
+  await page.locator('ol.timeline li[data-action="credentials_collected"]').waitFor();
+  assert.equal(await page.getByRole('button', { name: 'Collect credentials' }).count(), 0);
   await shot(page, '06-request-active-credentials');
 
   // My requests shows it active with a countdown.
   await page.getByRole('link', { name: 'My requests' }).click();
   const row = page.locator(`tr[data-request="${id}"]`);
-  await row.locator('[data-status="active"]').waitFor();
+  await row.locator('[data-status="active"]').first().waitFor();
   assert.match(await row.locator('td.countdown').textContent(), /\d+:\d\d/);
+  // Status per person × instance, in the list itself.
+  for (const instance of ids) {
+    await row.locator(`li[data-grant="alice@${instance}"] [data-status="active"]`).waitFor();
+  }
   await shot(page, '07-my-requests');
 
   await alice.context.close();
@@ -211,7 +225,8 @@ test('a rejected request shows the approver\'s comment', async () => {
   await page.locator('select[name="status"]').selectOption('rejected');
   await page.getByRole('button', { name: 'Filter' }).click();
   await page.locator(`tr[data-request="${id}"]`).waitFor();
-  const statuses = await page.locator('tbody [data-status]').evaluateAll((b) => b.map((x) => x.dataset.status));
+  const statuses = await page.locator('tbody tr td:first-child [data-status]').evaluateAll((b) => b.map((x) => x.dataset.status));
+  assert.match(await page.locator(`tr[data-request="${id}"] td.access`).textContent(), /none granted/);
   assert.ok(statuses.length > 0 && statuses.every((s) => s === 'rejected'), `statuses: ${statuses}`);
   await shot(page, '09-history');
   await alice.context.close();
@@ -242,6 +257,77 @@ test('bad input shows the API\'s error', async () => {
   await page.getByRole('alert').waitFor();
   assert.match(await page.getByRole('alert').textContent(), /^no request .*\(request_not_found\)$/);
   await alice.context.close();
+});
+
+test('selections survive paging', async () => {
+  const alice = await person('alice');
+  const { page } = alice;
+  // Every running instance: more than one page of 25.
+  await page.locator('table.instances tbody tr').first().waitFor();
+  const first = await page.locator('input[data-instance]:not([disabled])').first().getAttribute('data-instance');
+  await page.locator(`input[data-instance="${first}"]`).check();
+  await page.getByRole('button', { name: 'Next →' }).click();
+  await page.locator(`input[data-instance="${first}"]`).waitFor({ state: 'detached' });
+  const second = await page.locator('input[data-instance]:not([disabled])').first().getAttribute('data-instance');
+  await page.locator(`input[data-instance="${second}"]`).check();
+  const form = page.locator('section.request-form');
+  await form.getByRole('heading').getByText('2 instance(s)').waitFor();
+  for (const id of [first, second]) await form.locator('.chips').getByText(id).waitFor();
+  // Back on the first page, the first choice is still ticked.
+  await page.getByRole('button', { name: '← Previous' }).click();
+  await page.locator(`input[data-instance="${first}"]`).waitFor();
+  assert.ok(await page.locator(`input[data-instance="${first}"]`).isChecked());
+  // Removing a chip unticks it.
+  await form.getByRole('button', { name: `remove ${first}` }).click();
+  assert.ok(!(await page.locator(`input[data-instance="${first}"]`).isChecked()));
+  await form.getByRole('heading').getByText('1 instance(s)').waitFor();
+  await alice.context.close();
+});
+
+test('Windows: the password made on the instance is revealed on click', async () => {
+  assert.ok(EMULATOR, 'GK_EMULATOR is not set: run scripts/browser-tests.sh');
+  const alice = await person('alice');
+  const bob = await person('bob');
+  const { page } = alice;
+  await page.locator('select[name="environment"]').selectOption('prod');
+  await page.locator('select[name="platform"]').selectOption('windows');
+  await page.getByRole('button', { name: 'Search', exact: true }).click();
+  await page.locator('table.instances tbody tr').first().waitFor();
+  const platforms = await page.locator('table.instances tbody tr td:nth-child(6)').allTextContents();
+  assert.ok(platforms.every((p) => p === 'windows'), `platforms: ${platforms}`);
+  const box = page.locator('input[data-instance]:not([disabled])').first();
+  const instance = await box.getAttribute('data-instance');
+  await box.check();
+  const form = page.locator('section.request-form');
+  await form.getByLabel('Reason').fill('month-end report stuck');
+  await form.getByRole('button', { name: 'Submit request' }).click();
+  await page.waitForURL(/\/requests\/[0-9a-f-]{36}$/);
+  const id = page.url().split('/').pop();
+
+  await bob.page.getByRole('link', { name: 'Approvals' }).click();
+  const item = bob.page.locator(`li[data-request="${id}"]`);
+  await item.getByRole('button', { name: 'Approve' }).click();
+  await item.waitFor({ state: 'detached' });
+
+  await page.locator('h1 [data-status="active"]').waitFor({ timeout: 60_000 });
+  await page.getByRole('button', { name: 'Collect credentials' }).click();
+  const login = page.locator('section.creds ul.commands li').first();
+  await login.waitFor();
+  // Hidden until asked for.
+  assert.match(await login.locator('.secret').textContent(), /^•+$/);
+  await login.getByRole('button', { name: 'Reveal password' }).click();
+  const shown = await login.locator('.secret').textContent();
+  // It is the password the instance made (the emulator plays the instance and remembers it).
+  const made = await (await fetch(`${EMULATOR}/_gatekeeper/passwords`)).json();
+  const mine = Object.entries(made).filter(([key]) => key.endsWith(`/${instance}`)).map(([, p]) => p);
+  assert.deepEqual(mine, [shown]);
+  assert.ok(shown.length >= 16, shown);
+  assert.match(await login.textContent(), /gk-alice/);
+  await shot(page, '11-windows-password');
+  await login.getByRole('button', { name: 'Hide' }).click();
+  assert.match(await login.locator('.secret').textContent(), /^•+$/);
+  await alice.context.close();
+  await bob.context.close();
 });
 
 test('nothing went wrong in the browser consoles', () => {

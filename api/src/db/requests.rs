@@ -339,6 +339,9 @@ pub struct ListFilter {
     pub person: Option<String>,
     /// Keyset cursor: only requests older than (created_at, id).
     pub before: Option<(NaiveDateTime, String)>,
+    /// Only requests the user may decide: of an environment they approve, neither made by them nor
+    /// granting them access. Filtered in the query, so pages and cursors stay exact.
+    pub decidable_only: bool,
     pub limit: i64,
 }
 
@@ -353,14 +356,22 @@ pub fn list_visible(
     let as_subject = request_subjects::table
         .filter(request_subjects::subject.eq(user.to_owned()))
         .select(request_subjects::request_id);
-    let mut query = requests::table
-        .filter(
-            requests::requester
-                .eq(user.to_owned())
-                .or(requests::id.eq_any(as_subject))
-                .or(requests::environment.eq_any(approver_of.to_vec())),
-        )
-        .into_boxed();
+    let mut query = if filter.decidable_only {
+        requests::table
+            .filter(requests::environment.eq_any(approver_of.to_vec()))
+            .filter(requests::requester.ne(user.to_owned()))
+            .filter(diesel::dsl::not(requests::id.eq_any(as_subject)))
+            .into_boxed()
+    } else {
+        requests::table
+            .filter(
+                requests::requester
+                    .eq(user.to_owned())
+                    .or(requests::id.eq_any(as_subject))
+                    .or(requests::environment.eq_any(approver_of.to_vec())),
+            )
+            .into_boxed()
+    };
     if let Some(status) = &filter.status {
         query = query.filter(requests::status.eq(status.clone()));
     }
@@ -460,12 +471,23 @@ pub fn subjects_of(conn: &mut DbConnection, ids: &[String]) -> DbResult<Vec<(Str
         .load(conn)?)
 }
 
-/// (request id, instance id) of every grant of these requests, without repeats.
-pub fn instances_of(conn: &mut DbConnection, ids: &[String]) -> DbResult<Vec<(String, String)>> {
+/// (request id, subject, instance id, status) of every grant of these requests.
+pub fn grants_of(
+    conn: &mut DbConnection,
+    ids: &[String],
+) -> DbResult<Vec<(String, String, String, String)>> {
     Ok(grants::table
         .filter(grants::request_id.eq_any(ids))
-        .select((grants::request_id, grants::instance_id))
-        .distinct()
-        .order((grants::request_id.asc(), grants::instance_id.asc()))
+        .select((
+            grants::request_id,
+            grants::subject,
+            grants::instance_id,
+            grants::status,
+        ))
+        .order((
+            grants::request_id.asc(),
+            grants::instance_id.asc(),
+            grants::subject.asc(),
+        ))
         .load(conn)?)
 }

@@ -65,13 +65,36 @@ pub struct RequestSummary {
     pub subject_ids: Vec<String>,
     /// The instances the request names.
     pub instance_ids: Vec<String>,
+    /// The status of every subject's access to every instance.
+    pub grant_statuses: Vec<GrantStatusBrief>,
+}
+
+/// One subject's access to one instance, as listed.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct GrantStatusBrief {
+    pub subject: String,
+    pub instance_id: String,
+    pub status: GrantStatus,
 }
 
 impl RequestSummary {
-    fn new(r: RequestRow, subject_ids: Vec<String>, instance_ids: Vec<String>) -> Self {
+    /// `grants` holds (subject, instance id, grant status) of every grant of the request.
+    fn new(r: RequestRow, subject_ids: Vec<String>, grants: Vec<(String, String, String)>) -> Self {
+        let mut instance_ids: Vec<String> = grants.iter().map(|(_, i, _)| i.clone()).collect();
+        instance_ids.sort();
+        instance_ids.dedup();
+        let grant_statuses = grants
+            .into_iter()
+            .map(|(subject, instance_id, status)| GrantStatusBrief {
+                status: GrantStatus::parse(&status).unwrap_or(GrantStatus::Failed),
+                subject,
+                instance_id,
+            })
+            .collect();
         Self {
             subject_ids,
             instance_ids,
+            grant_statuses,
             status: RequestStatus::parse(&r.status).unwrap_or(RequestStatus::Failed),
             id: r.id,
             requester: r.requester,
@@ -156,10 +179,11 @@ pub struct RequestDetailResponse {
 impl From<RequestDetail> for RequestDetailResponse {
     fn from(d: RequestDetail) -> Self {
         let subject_ids = d.subjects.iter().map(|s| s.subject.clone()).collect();
-        let mut instance_ids: Vec<String> =
-            d.grants.iter().map(|g| g.instance_id.clone()).collect();
-        instance_ids.sort();
-        instance_ids.dedup();
+        let brief = d
+            .grants
+            .iter()
+            .map(|g| (g.subject.clone(), g.instance_id.clone(), g.status.clone()))
+            .collect();
         Self {
             subjects: d
                 .subjects
@@ -204,7 +228,7 @@ impl From<RequestDetail> for RequestDetailResponse {
                 revoke: d.permissions.revoke,
                 collect_credentials: d.permissions.collect_credentials,
             },
-            request: RequestSummary::new(d.request, subject_ids, instance_ids),
+            request: RequestSummary::new(d.request, subject_ids, brief),
         }
     }
 }
@@ -382,15 +406,15 @@ pub async fn list_requests(
         .db(move |conn| svc::list(conn, &settings, &user.0, query))
         .await?;
     let mut subjects = page.subjects;
-    let mut instances = page.instances;
+    let mut grants = page.grants;
     Ok(HttpResponse::Ok().json(RequestPage {
         items: page
             .items
             .into_iter()
             .map(|r| {
                 let s = subjects.remove(&r.id).unwrap_or_default();
-                let i = instances.remove(&r.id).unwrap_or_default();
-                RequestSummary::new(r, s, i)
+                let g = grants.remove(&r.id).unwrap_or_default();
+                RequestSummary::new(r, s, g)
             })
             .collect(),
         next_cursor: page.next_cursor,

@@ -661,8 +661,8 @@ pub struct ListPage {
     pub next_cursor: Option<String>,
     /// Subject ids by request id.
     pub subjects: BTreeMap<String, Vec<String>>,
-    /// Instance ids by request id.
-    pub instances: BTreeMap<String, Vec<String>>,
+    /// (subject, instance id, grant status) by request id.
+    pub grants: BTreeMap<String, Vec<(String, String, String)>>,
 }
 
 pub fn list(
@@ -742,23 +742,10 @@ pub fn list(
         environment,
         person,
         before,
+        decidable_only: query.awaiting_my_decision,
         limit,
     };
     let mut items = db::requests::list_visible(conn, caller.id.as_str(), &approver_envs, &filter)?;
-    if query.awaiting_my_decision {
-        // Approvers never decide their own requests or those that grant themselves access.
-        let mut keep = Vec::with_capacity(items.len());
-        for row in items {
-            let approver = approver_of(settings, caller, &row.environment);
-            if approver
-                && row.requester != caller.id.as_str()
-                && !db::requests::is_subject(conn, &row.id, caller.id.as_str())?
-            {
-                keep.push(row);
-            }
-        }
-        items = keep;
-    }
     let next_cursor = if items.len() as i64 > limit {
         items.truncate(limit as usize);
         items.last().map(|r| encode_cursor(r.created_at, &r.id))
@@ -770,15 +757,18 @@ pub fn list(
     for (request, subject) in db::requests::subjects_of(conn, &ids)? {
         subjects.entry(request).or_default().push(subject);
     }
-    let mut instances: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for (request, instance) in db::requests::instances_of(conn, &ids)? {
-        instances.entry(request).or_default().push(instance);
+    let mut grants: BTreeMap<String, Vec<(String, String, String)>> = BTreeMap::new();
+    for (request, subject, instance, status) in db::requests::grants_of(conn, &ids)? {
+        grants
+            .entry(request)
+            .or_default()
+            .push((subject, instance, status));
     }
     Ok(ListPage {
         items,
         next_cursor,
         subjects,
-        instances,
+        grants,
     })
 }
 

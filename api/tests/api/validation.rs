@@ -572,6 +572,41 @@ async fn history_filters_and_summaries() {
         .clone();
     assert_eq!(first["subject_ids"], json!(["alice"]));
     assert_eq!(first["instance_ids"].as_array().unwrap().len(), 2);
+    let statuses = |summary: &Value| -> Vec<(String, String, String)> {
+        summary["grant_statuses"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|g| {
+                (
+                    g["subject"].as_str().unwrap().to_owned(),
+                    g["instance_id"].as_str().unwrap().to_owned(),
+                    g["status"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect()
+    };
+    let mut dev = f.dev[..2].to_vec();
+    dev.sort();
+    let expect = |status: &str| -> Vec<(String, String, String)> {
+        dev.iter()
+            .map(|i| ("alice".to_owned(), i.clone(), status.to_owned()))
+            .collect()
+    };
+    assert_eq!(statuses(&first), expect("pending"));
+    // Once granted, the list says so per subject and instance, as the detail does.
+    app.settle().await;
+    let (_, list) = app.get("/api/v1/requests", Some(&alice)).await;
+    let first = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == a["id"])
+        .unwrap()
+        .clone();
+    assert_eq!(statuses(&first), expect("active"));
+    let detail = app.request(&alice, a["id"].as_str().unwrap()).await;
+    assert_eq!(statuses(&detail), expect("active"));
 
     let (_, finished) = app
         .get("/api/v1/requests?finished=true", Some(&alice))
@@ -620,4 +655,51 @@ async fn demo_identities_only_when_configured() {
     assert_eq!(status, 200);
     assert_eq!(me["id"], "alice");
     assert_eq!(me["groups"], json!(["engineers"]));
+}
+
+#[tokio::test]
+async fn the_approval_queue_pages_exactly_over_what_the_approver_may_decide() {
+    let app = spawn_app().await;
+    let f = fleet(&app).await;
+    let dave = app.token("dave", &["prod-approvers"]);
+    let mut decidable = Vec::new();
+    // Requests dave may decide, interleaved with his own and ones that grant him access: those
+    // must neither show up nor cut a page short and lose the cursor.
+    for round in 0..4 {
+        let requester = format!("user{round}");
+        let (status, b) = app
+            .create_request(&app.token(&requester, &[]), body("prod", &f.prod))
+            .await;
+        assert_eq!(status, 201, "{b}");
+        decidable.push(b["id"].as_str().unwrap().to_owned());
+        let (status, _) = app.create_request(&dave, body("prod", &f.prod)).await;
+        assert_eq!(status, 201);
+        let mut for_dave = body("prod", &f.prod);
+        for_dave["subjects"] = json!([requester, "dave"]);
+        let (status, _) = app
+            .create_request(&app.token(&requester, &[]), for_dave)
+            .await;
+        assert_eq!(status, 201);
+    }
+    let mut seen = Vec::new();
+    let mut cursor = String::new();
+    for _ in 0..10 {
+        let (status, page) = app
+            .get(
+                &format!("/api/v1/requests?awaiting_my_decision=true&limit=1&cursor={cursor}"),
+                Some(&dave),
+            )
+            .await;
+        assert_eq!(status, 200, "{page}");
+        let items = page["items"].as_array().unwrap();
+        assert_eq!(items.len(), 1, "a page came back short: {page}");
+        seen.push(items[0]["id"].as_str().unwrap().to_owned());
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = c.to_owned(),
+            None => break,
+        }
+    }
+    seen.sort();
+    decidable.sort();
+    assert_eq!(seen, decidable);
 }

@@ -7,7 +7,7 @@ use leptos::prelude::*;
 use leptos_router::hooks::use_params_map;
 
 use crate::api::{self, CommentBody, Credentials, RequestDetail};
-use crate::components::{ErrorBox, Load, Loading, Status, load};
+use crate::components::{CopyButton, ErrorBox, Load, Loading, Status, load};
 use crate::format::{countdown, human_minutes, is_final, when};
 use crate::pages::requests::{every, ticking_now};
 use crate::session::use_session;
@@ -62,7 +62,14 @@ pub fn RequestPage() -> impl IntoView {
         action_error.set(None);
         leptos::task::spawn_local(async move {
             match api::get::<Credentials>(&path, &token).await {
-                Ok(c) => credentials.set(Some(c)),
+                Ok(c) => {
+                    credentials.set(Some(c));
+                    // The collection is in the audit trail now, and there is nothing left to collect
+                    // (unless the page was left meanwhile).
+                    if detail.try_with_untracked(|_| ()).is_some() {
+                        fetch();
+                    }
+                }
                 Err(e) => action_error.set(Some(e.to_string())),
             }
         });
@@ -171,7 +178,9 @@ fn CredentialsCard(creds: Credentials) -> impl IntoView {
                 <ul class="commands">{creds.instances.iter().map(|t| view! {
                     <li><span>{t.name.clone().unwrap_or_default()}</span>
                         <input readonly class="mono copy" aria-label="ssh command" value=t.ssh_command.clone().unwrap_or_default()
-                            on:focus=|ev| { let _ = event_target::<web_sys::HtmlInputElement>(&ev).select(); }/></li>
+                            on:focus=|ev| { let _ = event_target::<web_sys::HtmlInputElement>(&ev).select(); }/>
+                        <CopyButton text=t.ssh_command.clone().unwrap_or_default()
+                            label=format!("copy the ssh command for {}", t.name.clone().unwrap_or_else(|| t.instance_id.clone()))/></li>
                 }).collect_view()}</ul>
             })}
             {(!creds.windows.is_empty()).then(|| view! {
@@ -184,7 +193,9 @@ fn CredentialsCard(creds: Credentials) -> impl IntoView {
                             <span class="mono">{w.username.clone()}</span>
                             <span class="mono secret">{move || if shown.get() { password.clone() } else { "••••••••••••".into() }}</span>
                             <button class="link" on:click=move |_| shown.update(|s| *s = !*s)>
-                                {move || if shown.get() { "Hide" } else { "Reveal password" }}</button></li>
+                                {move || if shown.get() { "Hide" } else { "Reveal password" }}</button>
+                            <CopyButton text=w.password.clone()
+                                label=format!("copy the password for {}", w.name.clone().unwrap_or_else(|| w.instance_id.clone()))/></li>
                     }
                 }).collect_view()}</ul>
             })}

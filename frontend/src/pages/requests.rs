@@ -7,9 +7,9 @@ use chrono::Utc;
 use leptos::prelude::*;
 use leptos_router::components::A;
 
-use crate::api::{self, CommentBody, RequestDetail, RequestPage, RequestSummary, q};
+use crate::api::{self, CommentBody, GrantBrief, RequestDetail, RequestPage, RequestSummary, q};
 use crate::components::{ErrorBox, Load, Loading, Status, load};
-use crate::format::{countdown, human_minutes, when};
+use crate::format::{countdown, grant_tally, human_minutes, when};
 use crate::session::use_session;
 
 /// A clock signal that ticks every second while the page is shown.
@@ -69,7 +69,7 @@ pub fn RequestTable(
         {move || error.get().map(|e| view! { <ErrorBox message=e/> })}
         <table class="grid requests">
             <thead><tr><th>"Status"</th><th>"Environment"</th><th>"Requested"</th><th>"By"</th>
-                <th>"For"</th><th>"Duration"</th><th>"Ends"</th><th>"Reason"</th><th></th></tr></thead>
+                <th>"For"</th><th>"Access per person × instance"</th><th>"Duration"</th><th>"Ends"</th><th>"Reason"</th><th></th></tr></thead>
             <tbody>
             {items.into_iter().map(|r| {
                 let id = r.id.clone();
@@ -93,6 +93,12 @@ pub fn RequestTable(
                         <td>{when(&r.created_at)}</td>
                         <td>{r.requester_name.clone().unwrap_or(r.requester.clone())}</td>
                         <td>{r.subject_ids.join(", ")}</td>
+                        <td class="access">{if matches!(r.status.as_str(), "rejected" | "canceled") {
+                            // Nothing was ever granted: the request's own status says it all.
+                            view! { <span class="muted">"none granted"</span> }.into_any()
+                        } else {
+                            view! { <GrantStatuses grants=r.grant_statuses.clone()/> }.into_any()
+                        }}</td>
                         <td>{human_minutes(r.duration_minutes)}</td>
                         <td class="mono countdown">{move || match expires {
                             Some(end) if status == "active" => countdown(now.get(), end),
@@ -109,5 +115,31 @@ pub fn RequestTable(
             }).collect_view()}
             </tbody>
         </table>
+    }
+}
+
+/// Each subject's access to each instance; requests with many grants show counts per status.
+#[component]
+fn GrantStatuses(grants: Vec<GrantBrief>) -> impl IntoView {
+    if grants.len() <= 4 {
+        view! {
+            <ul class="grants">{grants.into_iter().map(|g| {
+                let key = format!("{}@{}", g.subject, g.instance_id);
+                view! {
+                    <li data-grant=key>
+                        <Status status=g.status/>" "{g.subject}" · "<span class="mono">{g.instance_id}</span>
+                    </li>
+                }
+            }).collect_view()}</ul>
+        }
+        .into_any()
+    } else {
+        let tally = grant_tally(grants.iter().map(|g| g.status.as_str()));
+        view! {
+            <ul class="grants tally">{tally.into_iter().map(|(status, n)| view! {
+                <li>{n}" × "<Status status=status/></li>
+            }).collect_view()}</ul>
+        }
+        .into_any()
     }
 }

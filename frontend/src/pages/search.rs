@@ -268,7 +268,7 @@ fn RequestForm(selected: RwSignal<BTreeMap<String, Instance>>) -> impl IntoView 
             </ul>
             <form on:submit=submit>
                 <div class="row">
-                    <label><input type="checkbox" prop:checked=move || include_me.get()
+                    <label class="inline"><input type="checkbox" name="include_me" prop:checked=move || include_me.get()
                         on:change=move |ev| include_me.set(event_target_checked(&ev))/> " For me"</label>
                     <label class="grow">"Colleagues (user ids, comma-separated)"
                         <input name="colleagues" prop:value=move || colleagues.get()
