@@ -223,6 +223,37 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "environments",
 ];
 
+/// `GATEKEEPER_*` variables that are not settings but are read elsewhere: by the binary itself
+/// (`CONFIG`, `LOG_FORMAT`) and by the project's scripts and tests.
+const NOT_SETTINGS: &[&str] = &[
+    "CONFIG",
+    "LOG_FORMAT",
+    "PORT",
+    "EMULATOR_PORT",
+    "VENV",
+    "TOOLS",
+    "TEST_DB",
+    "TEST_PYTHON",
+];
+
+/// `GATEKEEPER_*` environment variables that are neither settings nor known to anything else —
+/// most likely misspelt settings, which [`Settings::load`] cannot see. The server warns about them.
+pub fn unknown_variables() -> Vec<String> {
+    let mut unknown: Vec<String> = std::env::vars_os()
+        .filter_map(|(k, _)| k.into_string().ok())
+        .filter(|k| {
+            let Some(rest) = k.strip_prefix("GATEKEEPER_") else {
+                return false;
+            };
+            let top = rest.split("__").next().unwrap_or_default();
+            !TOP_LEVEL_KEYS.iter().any(|t| t.eq_ignore_ascii_case(top))
+                && !NOT_SETTINGS.contains(&rest)
+        })
+        .collect();
+    unknown.sort();
+    unknown
+}
+
 /// A configuration problem, naming the setting at fault.
 #[derive(Debug, thiserror::Error)]
 #[error("configuration: {0}")]
@@ -377,5 +408,192 @@ impl Settings {
 
     pub fn policy(&self, environment: &EnvironmentName) -> Option<&EnvironmentPolicy> {
         self.environments.get(environment.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use figment::Jail;
+
+    use super::*;
+
+    const SECRET: &str = "a-jwt-secret-of-at-least-32-characters";
+    const KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+
+    fn minimal(jail: &mut Jail) {
+        // Whatever the developer's shell exports stays out of the test (restored afterwards).
+        jail.clear_env();
+        jail.set_env("GATEKEEPER_AUTH__JWT_SECRET", SECRET);
+        jail.set_env("GATEKEEPER_ENCRYPTION_KEY", KEY);
+        jail.set_env(
+            "GATEKEEPER_ENVIRONMENTS__DEV__AUTO_APPROVE_MAX_MINUTES",
+            "60",
+        );
+        jail.set_env("GATEKEEPER_ENVIRONMENTS__DEV__MAX_MINUTES", "120");
+        jail.set_env(
+            "GATEKEEPER_ENVIRONMENTS__DEV__APPROVER_GROUP",
+            "dev-approvers",
+        );
+    }
+
+    fn refused(jail: &mut Jail, file: Option<&str>) -> String {
+        let path = file.map(|content| {
+            jail.create_file("gatekeeper.toml", content)
+                .expect("the jail writes files");
+            PathBuf::from("gatekeeper.toml")
+        });
+        match Settings::load(path.as_deref()) {
+            Ok(_) => panic!("the configuration was accepted"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn environment_overrides_the_file_which_overrides_the_defaults() {
+        Jail::expect_with(|jail| {
+            minimal(jail);
+            jail.create_file(
+                "gatekeeper.toml",
+                r#"
+                listen = "0.0.0.0:9000"
+                database_url = "postgres://gk@db/gatekeeper"
+                [aws]
+                regions = ["eu-west-1", "eu-central-1"]
+                [environments.prod]
+                auto_approve_max_minutes = 0
+                max_minutes = 240
+                approver_group = "prod-approvers"
+                sudo = true
+                "#,
+            )?;
+            jail.set_env("GATEKEEPER_LISTEN", "127.0.0.1:7000");
+            let s =
+                Settings::load(Some(Path::new("gatekeeper.toml"))).map_err(|e| e.to_string())?;
+            assert_eq!(s.listen, "127.0.0.1:7000");
+            assert_eq!(s.database_url, "postgres://gk@db/gatekeeper");
+            assert_eq!(s.aws.regions, ["eu-west-1", "eu-central-1"]);
+            assert_eq!(s.inventory.environment_tag, "Environment");
+            assert!(s.environments["prod"].sudo);
+            assert_eq!(s.environments["dev"].max_minutes, 120);
+            assert_eq!(s.environments["dev"].approver_group, "dev-approvers");
+            // Secrets never show in Debug output.
+            let debug = format!("{s:?}");
+            assert!(!debug.contains(SECRET) && !debug.contains(KEY), "{debug}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn bad_configuration_names_the_setting() {
+        Jail::expect_with(|jail| {
+            minimal(jail);
+            jail.set_env("GATEKEEPER_AUTH__JWT_SECRET", "short");
+            assert!(refused(jail, None).contains("auth.jwt_secret"));
+            minimal(jail);
+            jail.set_env("GATEKEEPER_ENCRYPTION_KEY", "bm90IDMyIGJ5dGVz");
+            assert!(refused(jail, None).contains("encryption_key"));
+            minimal(jail);
+            jail.set_env("GATEKEEPER_ENVIRONMENTS__DEV__MAX_MINUTES", "30");
+            let e = refused(jail, None);
+            assert!(
+                e.contains("environments.dev.auto_approve_max_minutes"),
+                "{e}"
+            );
+            minimal(jail);
+            jail.set_env("GATEKEEPER_ENVIRONMENTS__DEV__MAX_MINUTES", "soon");
+            let e = refused(jail, None);
+            assert!(
+                e.to_lowercase().contains("environments.dev.max_minutes"),
+                "{e}"
+            );
+            minimal(jail);
+            jail.set_env("GATEKEEPER_AWS__REGIONS", r#"["us-east-1; rm -rf /"]"#);
+            assert!(refused(jail, None).contains("aws.regions"));
+            minimal(jail);
+            jail.set_env("GATEKEEPER_ENVIRONMENTS__DEV__APPROVER_GROUP", " ");
+            assert!(refused(jail, None).contains("environments.dev.approver_group"));
+            minimal(jail);
+            // A misspelt key in a file is refused by name, never silently ignored.
+            let e = refused(jail, Some("[worker]\npoll_interval_second = 5\n"));
+            assert!(e.contains("poll_interval_second"), "{e}");
+            let e = refused(jail, Some("[environments.prod]\nmax_minutes = 60\n"));
+            assert!(
+                e.contains("environments.prod") && e.contains("auto_approve_max_minutes"),
+                "{e}"
+            );
+            let e = refused(jail, Some("database_pool_size = -1\n"));
+            assert!(e.contains("database_pool_size"), "{e}");
+            // A config file that is not there is an error, not an empty file.
+            match Settings::load(Some(Path::new("missing.toml"))) {
+                Ok(_) => panic!("a missing file was accepted"),
+                Err(e) => assert!(e.to_string().contains("missing.toml")),
+            }
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn variables_that_are_not_settings_are_ignored_but_reported() {
+        Jail::expect_with(|jail| {
+            minimal(jail);
+            jail.set_env("GATEKEEPER_CONFIG", "elsewhere.toml");
+            jail.set_env("GATEKEEPER_LOG_FORMAT", "json");
+            jail.set_env("GATEKEEPER_DATABSE_URL", "postgres://typo");
+            let s = Settings::load(None).map_err(|e| e.to_string())?;
+            assert_eq!(s.database_url, "sqlite://gatekeeper.db");
+            assert_eq!(unknown_variables(), ["GATEKEEPER_DATABSE_URL"]);
+            Ok(())
+        });
+    }
+
+    /// The compose file's settings are ones this server accepts.
+    #[test]
+    fn the_compose_file_configures_a_valid_server() {
+        let compose = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../docker-compose.yml"
+        ))
+        .expect("docker-compose.yml is beside the workspace manifest");
+        let compose: serde_yaml::Value = serde_yaml::from_str(&compose).expect("valid YAML");
+        let env = compose["services"]["gatekeeper"]["environment"]
+            .as_mapping()
+            .expect("the gatekeeper service sets its environment as a map")
+            .clone();
+        Jail::expect_with(|jail| {
+            jail.clear_env();
+            for (name, value) in env {
+                let name = name
+                    .as_str()
+                    .expect("variable names are strings")
+                    .to_owned();
+                let value = match value {
+                    serde_yaml::Value::String(s) => s,
+                    other => panic!("{name}: quote the value ({other:?}); compose wants strings"),
+                };
+                // `${VAR:?message}` is filled in by compose from the operator's environment.
+                let value = if value.starts_with("${GATEKEEPER_JWT_SECRET") {
+                    SECRET.to_owned()
+                } else if value.starts_with("${GATEKEEPER_ENCRYPTION_KEY") {
+                    KEY.to_owned()
+                } else {
+                    assert!(!value.contains("${"), "{name}: unexpected substitution");
+                    value
+                };
+                jail.set_env(&name, value);
+            }
+            assert!(
+                unknown_variables().is_empty(),
+                "not settings: {:?}",
+                unknown_variables()
+            );
+            let s = Settings::load(None).map_err(|e| e.to_string())?;
+            assert!(s.database_url.starts_with("postgres://"));
+            assert_eq!(s.listen, "0.0.0.0:8080");
+            assert!(s.aws.endpoint_url.is_some());
+            assert!(s.environments.contains_key("prod") && s.environments.contains_key("dev"));
+            Ok(())
+        });
     }
 }

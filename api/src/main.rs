@@ -113,6 +113,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         command => {
             let settings = Settings::load(cli.config.as_deref())?;
+            for name in gatekeeper::config::unknown_variables() {
+                tracing::warn!(
+                    variable = %name,
+                    "{name} is set but is not a setting (misspelt?); it has no effect"
+                );
+            }
             match command {
                 Command::Serve => {
                     let app = Application::build(settings).await?;
