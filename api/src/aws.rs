@@ -41,7 +41,13 @@ where
     R: std::fmt::Debug + Send + Sync + 'static,
 {
     let code = err.code().map(str::to_owned);
-    let text = DisplayErrorContext(&err).to_string();
+    // A service's answer as its code and message (the full context would dump the raw HTTP
+    // response into logs and grant errors); anything else (timeouts, connection errors) in full.
+    let text = match (&code, err.message()) {
+        (Some(code), Some(message)) if !message.is_empty() => format!("{code}: {message}"),
+        (Some(code), _) => code.clone(),
+        (None, _) => DisplayErrorContext(&err).to_string(),
+    };
     match code.as_deref() {
         Some(
             "ThrottlingException"

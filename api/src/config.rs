@@ -61,6 +61,10 @@ pub struct Settings {
     pub encryption_key: Secret,
     /// Directory with the built single-page application, served from `/` when present.
     pub static_dir: Option<String>,
+    /// Origins (`https://host[:port]`) of a browser client served elsewhere, allowed to call the API
+    /// from the browser (CORS). Empty: only pages of this server's own origin can read its answers.
+    #[serde(default)]
+    pub cors_origins: Vec<String>,
     /// Requests one person may have open (not yet ended) at once; keeps one user from flooding the worker.
     pub max_open_requests_per_user: u32,
     /// Environments by name with their access policy.
@@ -202,6 +206,7 @@ impl Default for Settings {
             },
             encryption_key: Secret::default(),
             static_dir: None,
+            cors_origins: Vec::new(),
             max_open_requests_per_user: 20,
             environments: BTreeMap::new(),
         }
@@ -219,6 +224,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "documents",
     "encryption_key",
     "static_dir",
+    "cors_origins",
     "max_open_requests_per_user",
     "environments",
 ];
@@ -328,6 +334,22 @@ impl Settings {
         }
         if self.aws.max_attempts == 0 {
             return err("aws.max_attempts must be at least 1".into());
+        }
+        for origin in &self.cors_origins {
+            let host = origin
+                .strip_prefix("https://")
+                .or_else(|| origin.strip_prefix("http://"));
+            let ok = host.is_some_and(|h| {
+                !h.is_empty()
+                    && h.chars().all(|c| {
+                        c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']')
+                    })
+            });
+            if !ok {
+                return err(format!(
+                    "cors_origins: {origin:?} is not an origin such as https://gatekeeper.example.com (scheme and host, optional port, no path, no wildcard)"
+                ));
+            }
         }
         if self.max_open_requests_per_user == 0 {
             return err("max_open_requests_per_user must be at least 1".into());
@@ -469,9 +491,14 @@ mod tests {
                 "#,
             )?;
             jail.set_env("GATEKEEPER_LISTEN", "127.0.0.1:7000");
+            jail.set_env(
+                "GATEKEEPER_CORS_ORIGINS",
+                r#"["https://ui.example.com:8443"]"#,
+            );
             let s =
                 Settings::load(Some(Path::new("gatekeeper.toml"))).map_err(|e| e.to_string())?;
             assert_eq!(s.listen, "127.0.0.1:7000");
+            assert_eq!(s.cors_origins, ["https://ui.example.com:8443"]);
             assert_eq!(s.database_url, "postgres://gk@db/gatekeeper");
             assert_eq!(s.aws.regions, ["eu-west-1", "eu-central-1"]);
             assert_eq!(s.inventory.environment_tag, "Environment");
@@ -514,6 +541,17 @@ mod tests {
             minimal(jail);
             jail.set_env("GATEKEEPER_ENVIRONMENTS__DEV__APPROVER_GROUP", " ");
             assert!(refused(jail, None).contains("environments.dev.approver_group"));
+            minimal(jail);
+            for origin in [
+                "*",
+                "https://ui.example.com/",
+                "ui.example.com",
+                "https://*.example.com",
+            ] {
+                jail.set_env("GATEKEEPER_CORS_ORIGINS", format!("[{origin:?}]"));
+                let e = refused(jail, None);
+                assert!(e.contains("cors_origins"), "{origin}: {e}");
+            }
             minimal(jail);
             // A misspelt key in a file is refused by name, never silently ignored.
             let e = refused(jail, Some("[worker]\npoll_interval_second = 5\n"));

@@ -486,6 +486,9 @@ mod tests {
                 "SilentlyContinue",
                 "Invoke-Expression",
                 "cmd.exe",
+                // Module logging records cmdlet arguments: no secret is ever one.
+                "AsPlainText",
+                "$password",
             ] {
                 assert!(!script.contains(needle), "{kind:?} uses {needle}");
             }

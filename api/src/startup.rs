@@ -131,6 +131,8 @@ fn server(listener: TcpListener, ctx: Context) -> anyhow::Result<Server> {
     let data = web::Data::new(ctx);
     let server = HttpServer::new(move || {
         let mut app = App::new()
+            .wrap(actix_web::middleware::from_fn(http::headers::cors))
+            .wrap(http::headers::security_headers())
             .wrap(tracing_actix_web::TracingLogger::default())
             .app_data(data.clone())
             .configure(http::configure);

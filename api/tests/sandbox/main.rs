@@ -23,15 +23,22 @@ use gatekeeper::documents::{self, DocumentKind};
 
 const SETUP: &str = r#"
 set -euo pipefail
-dir="$1"; port="$2"
-mkdir -p "$dir/etc" "$dir/home" "$dir/root"
-cp -a /etc/. "$dir/etc/"
-cp -a /home/. "$dir/home/"
+dir="$1"; port="$2"; disk="${3:-}"
+# A machine with one small volume for /etc and /home, which its users can fill: a tmpfs of that size.
+base="$dir"
+if [[ -n $disk ]]; then
+  mkdir -p "$dir/disk"
+  mount -t tmpfs -o "size=$disk,mode=0755" tmpfs "$dir/disk"
+  base="$dir/disk"
+fi
+mkdir -p "$base/etc" "$base/home" "$dir/root"
+cp -a /etc/. "$base/etc/"
+cp -a /home/. "$base/home/"
 chmod 0700 "$dir/root"
 # The sandbox's own directory stays reachable at the same path whatever the mounts below hide.
 mount --bind "$dir" /mnt
-mount --bind "$dir/etc" /etc
-mount --bind "$dir/home" /home
+mount --bind "$base/etc" /etc
+mount --bind "$base/home" /home
 mount --bind "$dir/root" /root
 for d in /run /var/lib /var/log /var/mail /var/spool; do
   mount -t tmpfs -o mode=0755 tmpfs "$d"
@@ -105,6 +112,11 @@ fn nix_is_root() -> bool {
 
 impl Sandbox {
     fn start() -> Self {
+        Self::start_with_disk(None)
+    }
+
+    /// A sandbox whose `/etc` and `/home` share one volume of `size` (tmpfs syntax, e.g. `64m`).
+    fn start_with_disk(size: Option<&str>) -> Self {
         require(&[
             "unshare",
             "nsenter",
@@ -143,6 +155,7 @@ impl Sandbox {
             .arg(&setup)
             .arg(dir.path())
             .arg(port.to_string())
+            .arg(size.unwrap_or_default())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -316,6 +329,20 @@ fn ends_in(minutes: i64) -> String {
     (Utc::now() + chrono::Duration::minutes(minutes))
         .format("%Y%m%d%H%M")
         .to_string()
+}
+
+/// Runs `command` as root with the login uid of `user` (as pam_loginuid sets it for their sessions;
+/// the sandbox's sshd runs without PAM), detached: it stands for what the user started through sudo.
+fn start_as_root_in_session_of(sandbox: &Sandbox, user: &str, command: &str) {
+    let uid = sandbox.root_ok(&format!("id -u {user}"));
+    let out = sandbox.root(&format!(
+        "echo {uid} >/proc/self/loginuid || exit 42; setsid nohup {command} >/dev/null 2>&1 </dev/null & echo started"
+    ));
+    assert!(
+        out.status.code() != Some(42),
+        "this kernel does not let root set a login uid (CONFIG_AUDIT): the test cannot stand for a sudo session"
+    );
+    assert!(out.status.success(), "{}", text(&out));
 }
 
 /// The day (since 1970, UTC) from which shadow refuses the account: the first midnight at least 24
@@ -551,11 +578,16 @@ fn sshd_refuses_a_key_after_its_end_even_before_removal() {
             &k.public,
             &grant,
             &end.format("%Y%m%d%H%M").to_string(),
-            false,
+            true,
         ),
     ));
     assert!(
-        ok(sb.ssh(&k.file, "gk-dave", "id -un")).starts_with("gk-dave"),
+        ok(sb.ssh(
+            &k.file,
+            "gk-dave",
+            "id -un; sudo -n true && echo sudo-works"
+        ))
+        .starts_with("gk-dave\nsudo-works"),
         "works before the end"
     );
     while Utc::now() < end + chrono::Duration::seconds(2) {
@@ -565,6 +597,13 @@ fn sshd_refuses_a_key_after_its_end_even_before_removal() {
     assert!(
         !sb.ssh(&k.file, "gk-dave", "true").status.success(),
         "sshd refuses the key after its expiry-time"
+    );
+    // sudo refuses the rule after its end too (NOTAFTER), for a session that was already open.
+    let late = sb.root("setpriv --reuid=gk-dave --regid=gk-dave --init-groups sudo -n true");
+    assert!(
+        !late.status.success(),
+        "sudo still works after the end: {}",
+        text(&late)
     );
     let log = std::fs::read_to_string(sb.path("sshd.log")).unwrap_or_default();
     assert!(log.contains("expired"), "sshd says why: {log}");
@@ -827,4 +866,149 @@ fn leftovers_go_with_the_account_and_uids_are_never_reused() {
     );
     ok(remove(&sb, "gk-heidi", &again));
     ok(remove(&sb, "gk-judy", &gj));
+}
+
+#[test]
+fn a_full_disk_does_not_keep_the_account() {
+    let sb = Sandbox::start_with_disk(Some("48m"));
+    let k = key(&sb, "ivan");
+    let grant = grant_id();
+    ok(create(
+        &sb,
+        &create_params("gk-ivan", &k.public, &grant, &ends_in(60), false),
+    ));
+    // The user fills the volume that holds /etc and /home, and leaves a process behind.
+    let _ = sb.ssh(
+        &k.file,
+        "gk-ivan",
+        "nohup setsid sleep 900 >/dev/null 2>&1 & dd if=/dev/zero of=~/fill bs=1M >/dev/null 2>&1; true",
+    );
+    assert!(
+        !sb.root("echo x >/etc/gatekeeper-probe").status.success(),
+        "the volume is not full: the test proves nothing"
+    );
+    let uid = sb.root_ok("id -u gk-ivan");
+    let out = ok(remove(&sb, "gk-ivan", &grant));
+    assert!(out.contains("is removed"), "{out}");
+    assert!(!sb.user_exists("gk-ivan"));
+    assert!(!sb.root("test -e /home/gk-ivan").status.success());
+    assert!(!sb.root(&format!("pgrep -u {uid}")).status.success());
+    assert!(!sb.ssh(&k.file, "gk-ivan", "true").status.success());
+}
+
+#[test]
+fn a_removal_stopped_half_way_is_finished_and_never_inherited() {
+    let sb = Sandbox::start();
+    let k = key(&sb, "kim");
+    let first = grant_id();
+    ok(create(
+        &sb,
+        &create_params("gk-kim", &k.public, &first, &ends_in(60), false),
+    ));
+    ok(sb.ssh(&k.file, "gk-kim", "echo mine >~/notes && touch /tmp/kim"));
+    let old_uid = sb.root_ok("id -u gk-kim");
+    // A remove stopped right after userdel (the agent restarted, the command timed out): the home,
+    // the group and the files in /tmp are still there.
+    sb.root_ok("pkill -KILL -u gk-kim; sleep 0.2; userdel gk-kim");
+    assert!(sb.root("test -d /home/gk-kim").status.success());
+
+    // A new grant for the same person gets a fresh account that inherits nothing.
+    let second = grant_id();
+    ok(create(
+        &sb,
+        &create_params("gk-kim", &k.public, &second, &ends_in(60), false),
+    ));
+    assert_ne!(sb.root_ok("id -u gk-kim"), old_uid);
+    let out = ok(sb.ssh(&k.file, "gk-kim", "id -un; ls -A ~"));
+    assert!(out.starts_with("gk-kim\n"), "{out}");
+    assert!(!out.contains("notes"), "the old home was inherited: {out}");
+
+    // Stopped half-way again; the retried remove finds the user gone and finishes the cleanup.
+    let new_uid = sb.root_ok("id -u gk-kim");
+    sb.root_ok("pkill -KILL -u gk-kim; sleep 0.2; userdel gk-kim");
+    let out = ok(remove(&sb, "gk-kim", &second));
+    assert!(out.contains("already absent"), "{out}");
+    assert!(!sb.root("test -e /home/gk-kim").status.success());
+    assert!(!sb.root("getent group gk-kim").status.success());
+    let left = sb.root(&format!(
+        "find /tmp /var/tmp /dev/shm -uid {new_uid} | grep ."
+    ));
+    assert_eq!(left.status.code(), Some(1), "{}", text(&left));
+    ok(remove(&sb, "gk-kim", &first));
+
+    // A home directory that no Gatekeeper account left is never taken over or deleted.
+    sb.root_ok("mkdir /home/gk-lee && touch /home/gk-lee/keep");
+    let kl = key(&sb, "lee");
+    let out = create(
+        &sb,
+        &create_params("gk-lee", &kl.public, &grant_id(), &ends_in(60), false),
+    );
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("refusing"), "{}", text(&out));
+    assert!(!sb.user_exists("gk-lee"));
+    assert!(sb.root("test -e /home/gk-lee/keep").status.success());
+    let out = ok(remove(&sb, "gk-lee", &grant_id()));
+    assert!(out.contains("already absent"), "{out}");
+    assert!(sb.root("test -e /home/gk-lee/keep").status.success());
+}
+
+#[test]
+fn sudo_ends_with_its_grant_and_root_processes_with_the_account() {
+    let sb = Sandbox::start();
+    let (ka, kb) = (key(&sb, "sam-a"), key(&sb, "sam-b"));
+    let (with_sudo, without) = (grant_id(), grant_id());
+    ok(create(
+        &sb,
+        &create_params("gk-sam", &ka.public, &with_sudo, &ends_in(120), true),
+    ));
+    ok(create(
+        &sb,
+        &create_params("gk-sam", &kb.public, &without, &ends_in(60), false),
+    ));
+    let dropin = sb.root_ok(&format!("cat /etc/sudoers.d/gatekeeper-gk-sam-{with_sudo}"));
+    assert!(
+        dropin.contains(" NOTAFTER=20") && dropin.contains("Z NOPASSWD: ALL"),
+        "{dropin}"
+    );
+    // A root shell opened through sudo, and a process of the user.
+    start_as_root_in_session_of(&sb, "gk-sam", "sleep 1001");
+    ok(sb.ssh(
+        &kb.file,
+        "gk-sam",
+        "nohup setsid sleep 1002 >/dev/null 2>&1 & echo ok",
+    ));
+    assert!(sb.root("pgrep -u 0 -f 'sleep 100[1]'").status.success());
+
+    // The sudo grant ends while the other keeps the account: its root shell and the user's sessions end.
+    let out = ok(remove(&sb, "gk-sam", &with_sudo));
+    assert!(out.contains("sudo of gk-sam ended"), "{out}");
+    assert!(sb.user_exists("gk-sam"));
+    assert!(
+        !sb.root("pgrep -f 'sleep 100[1]'").status.success(),
+        "the root shell survived: {out}"
+    );
+    assert!(!sb.root("pgrep -f 'sleep 100[2]'").status.success());
+    assert!(!sb.ssh(&kb.file, "gk-sam", "sudo -n true").status.success());
+    assert!(ok(sb.ssh(&kb.file, "gk-sam", "id -un")).starts_with("gk-sam"));
+    // The account's last-resort expiry follows the grant that remains.
+    let days: i64 = sb
+        .root_ok("getent shadow gk-sam | cut -d: -f8")
+        .parse()
+        .unwrap();
+    let remaining: i64 = sb
+        .root_ok(&format!(
+            "cut -d' ' -f1 /var/lib/gatekeeper/grants/gk-sam/{without}"
+        ))
+        .parse()
+        .unwrap();
+    assert_eq!(days, (remaining + 86400) / 86400 + 1);
+
+    // When the account goes, so does every root process of its sessions.
+    start_as_root_in_session_of(&sb, "gk-sam", "sleep 1003");
+    ok(remove(&sb, "gk-sam", &without));
+    assert!(!sb.user_exists("gk-sam"));
+    assert!(
+        !sb.root("pgrep -f 'sleep 100[3]'").status.success(),
+        "a root process of the session survived"
+    );
 }
