@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs Gatekeeper locally: the AWS emulator with a seeded fleet, the API with embedded SQLite (and the
-# SPA once built), and prints tokens with a copy-paste walk through the whole journey. Ctrl-C stops it.
+# Runs Gatekeeper locally: the AWS emulator with a seeded fleet, the API with embedded SQLite and the
+# browser client, and prints tokens with a copy-paste walk through the whole journey. Ctrl-C (or a
+# TERM to this script) stops it. Each start begins with an empty database.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
@@ -10,13 +11,22 @@ EMULATOR_PORT="${GATEKEEPER_EMULATOR_PORT:-4566}"
 STATE="$ROOT/.demo"
 mkdir -p "$STATE"
 
+# Another demo (or anything else) on these ports would answer the health checks below and lose its
+# database to this one: refuse before touching anything.
+for p in "$PORT" "$EMULATOR_PORT"; do
+  if ! port_is_free "$p"; then
+    die "port $p is in use (another demo?). Stop it, or choose others: GATEKEEPER_PORT=… GATEKEEPER_EMULATOR_PORT=… $0"
+  fi
+done
+
 ensure_rust
 ensure_debs curl libpq-dev pkg-config
 ensure_venv
 
 bash "$ROOT/scripts/build-frontend.sh"
-log "building gatekeeper"
-cargo build -q -p gatekeeper --locked
+log "building gatekeeper (the first build takes about 10 minutes: the AWS SDK is large)"
+# Built as the test suite builds it (same features), so running the tests afterwards rebuilds nothing.
+cargo test -q -p gatekeeper --no-run --locked
 BIN="${CARGO_TARGET_DIR:-$ROOT/target}/debug/gatekeeper"
 
 cleanup() {
@@ -53,15 +63,17 @@ PROD_ID=$(grep '"name": "prod-ledger-db"' "$STATE/fleet.jsonl" | head -n1 | sed 
 cat <<TXT
 
 Gatekeeper is running at http://127.0.0.1:$PORT  (API: /api/v1, contract: /api/openapi.json)
-Open it in a browser and pick a demo identity (Alice asks, Bob approves prod, Carol approves dev).
-Logs: $STATE/gatekeeper.log. Stop: Ctrl-C.
+Open it in a browser and pick a demo identity (Alice asks; Bob approves prod and qa; Carol approves dev).
+Logs: $STATE/gatekeeper.log. Stop: Ctrl-C here. The database starts empty at every start.
 
 Or with the API, in another shell (copy the whole block; python3 only pretty-prints and picks fields):
 
 export GK=http://127.0.0.1:$PORT
 export ALICE='$ALICE'   # requester (groups: engineers)
 export BOB='$BOB'   # approver (groups: prod-approvers, qa-approvers)
-json() { python3 -c 'import json,sys; d=json.load(sys.stdin); print(json.dumps(d, indent=2) if len(sys.argv)<2 else d[sys.argv[1]])' "\$@"; }
+json() { python3 -c 'import json,sys; d=json.load(sys.stdin); v=d if len(sys.argv)<2 else d[sys.argv[1]]; print(v if isinstance(v,str) else json.dumps(v, indent=2))' "\$@"; }
+# Waits until request \$1 (as \$2) reaches one of the statuses \$3 (space-separated), then prints it.
+wait_for() { for _ in \$(seq 60); do s=\$(curl -s -H "Authorization: Bearer \$2" "\$GK/api/v1/requests/\$1" | json status); case " \$3 " in *" \$s "*) echo "\$1: \$s"; return 0;; esac; sleep 0.5; done; echo "\$1: still \$s" >&2; return 1; }
 
 # 1. Search the inventory
 curl -s -H "Authorization: Bearer \$ALICE" "\$GK/api/v1/instances?environment=prod&q=ledger" | json
@@ -69,26 +81,37 @@ curl -s -H "Authorization: Bearer \$ALICE" "\$GK/api/v1/instances?environment=pr
 # 2. Ask for 5 minutes on a dev instance for yourself: dev approves at once
 DEV=\$(curl -s -H "Authorization: Bearer \$ALICE" -H 'Content-Type: application/json' "\$GK/api/v1/requests" \\
   -d '{"environment":"dev","instance_ids":["$DEV_ID"],"duration_minutes":5,"reason":"look at the checkout logs"}' | json id)
-sleep 2; curl -s -H "Authorization: Bearer \$ALICE" "\$GK/api/v1/requests/\$DEV" | json   # "active", with expires_at
+wait_for "\$DEV" "\$ALICE" "active failed"
+curl -s -H "Authorization: Bearer \$ALICE" "\$GK/api/v1/requests/\$DEV" | json   # with expires_at and the audit trail
 
-# 3. Collect the private key: it is handed out ONCE, so save it
-curl -s -H "Authorization: Bearer \$ALICE" "\$GK/api/v1/requests/\$DEV/credentials" > creds.json
-json private_key < creds.json > gatekeeper-demo-key && chmod 600 gatekeeper-demo-key
-json instances < creds.json   # ssh_command per instance (the emulator's addresses are not reachable)
+# 3. Collect the private key: it is handed out ONCE. It goes where the API suggests (key_file), mode 600,
+#    and nothing else keeps it.
+umask 077; mkdir -p ~/.ssh
+curl -s -H "Authorization: Bearer \$ALICE" "\$GK/api/v1/requests/\$DEV/credentials" | python3 -c '
+import json, os, sys
+c = json.load(sys.stdin)
+path = os.path.expanduser(c["key_file"])
+with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as f:
+    f.write(c["private_key"])
+print("key saved to", path)
+print(json.dumps(c["instances"], indent=2))   # the ssh command per instance (emulated addresses: not reachable)'
 
 # 4. Prod needs approval: Alice asks, Bob sees it in his queue and approves (Alice cannot)
 PROD=\$(curl -s -H "Authorization: Bearer \$ALICE" -H 'Content-Type: application/json' "\$GK/api/v1/requests" \\
   -d '{"environment":"prod","instance_ids":["$PROD_ID"],"duration_minutes":30,"reason":"replica lag","ticket":"OPS-42"}' | json id)
 curl -s -H "Authorization: Bearer \$BOB" "\$GK/api/v1/requests?awaiting_my_decision=true" | json
-curl -s -X POST -H "Authorization: Bearer \$BOB" -H 'Content-Type: application/json' "\$GK/api/v1/requests/\$PROD/approve" -d '{"comment":"ok"}' | json
+curl -s -X POST -H "Authorization: Bearer \$BOB" -H 'Content-Type: application/json' "\$GK/api/v1/requests/\$PROD/approve" -d '{"comment":"ok"}' | json status
+wait_for "\$PROD" "\$ALICE" "active failed"
 
-# 5. End the prod access early, or wait for the dev one: the worker removes the user and the request
-#    becomes "expired" (the audit trail lists every step and SSM command)
-sleep 2; curl -s -X POST -H "Authorization: Bearer \$ALICE" "\$GK/api/v1/requests/\$PROD/revoke" | json
-curl -s -H "Authorization: Bearer \$ALICE" "\$GK/api/v1/requests/\$DEV" | json
+# 5. End the prod access early: the worker removes the user and the request becomes "revoked" (the audit
+#    trail lists every step and SSM command). The dev access ends by itself after its 5 minutes: "expired".
+curl -s -X POST -H "Authorization: Bearer \$ALICE" "\$GK/api/v1/requests/\$PROD/revoke" | json status
+wait_for "\$PROD" "\$ALICE" "revoked"
+curl -s -H "Authorization: Bearer \$ALICE" "\$GK/api/v1/requests/\$PROD" | json events
 
-# More identities: set -a; source $STATE/secrets.env; set +a
-#   $BIN --config $STATE/gatekeeper.toml token --sub carol --groups dev-approvers
+# More identities (the binary is $BIN):
+#   set -a; source $STATE/secrets.env; set +a
+#   $BIN --config $STATE/gatekeeper.toml token --sub carol --groups dev-approvers,engineers
 
 TXT
 wait "$API_PID"

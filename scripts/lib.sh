@@ -4,7 +4,11 @@
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${GATEKEEPER_VENV:-$ROOT/.venv}"
 
-log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+if [ -t 2 ]; then
+  log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+else
+  log() { printf '==> %s\n' "$*" >&2; }
+fi
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
 # Debian packages, installed only when missing (needs root or sudo).
@@ -68,6 +72,11 @@ ensure_postgres() {
     for _ in $(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && return 0; sleep 1; done
   fi
   die "PostgreSQL is not reachable at 127.0.0.1:5432 (user postgres, trust auth); the suite runs on both databases"
+}
+
+# Whether nothing listens on 127.0.0.1:$1.
+port_is_free() {
+  python3 -c 'import socket,sys; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(("127.0.0.1", int(sys.argv[1]))); s.close()' "$1" 2>/dev/null
 }
 
 free_port() {

@@ -55,6 +55,24 @@ pub enum AuthError {
     Expired,
 }
 
+/// RFC 7515 §4.1.11: a token whose header lists critical extensions (`crit`) must be refused by a
+/// verifier that does not implement them, and this one implements none.
+fn refuse_critical_extensions(token: &str) -> Result<(), AuthError> {
+    use base64::Engine as _;
+    let header = token.split('.').next().unwrap_or_default();
+    let Ok(bytes) = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(header) else {
+        // Not base64: the decoder below refuses it with its own message.
+        return Ok(());
+    };
+    match serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&bytes) {
+        Ok(fields) if fields.contains_key("crit") => Err(AuthError::Invalid(
+            "the token header names critical extensions (crit), which this server does not support"
+                .into(),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// Checks and issues tokens.
 #[derive(Clone)]
 pub struct TokenAuthority {
@@ -93,6 +111,7 @@ impl TokenAuthority {
     }
 
     pub fn verify(&self, token: &str) -> Result<Identity, AuthError> {
+        refuse_critical_extensions(token)?;
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
             .map_err(|e| match e.kind() {
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature => AuthError::Expired,

@@ -22,6 +22,10 @@ pub enum AwsError {
     /// `GetCommandInvocation` right after `SendCommand`: the invocation is not visible yet.
     #[error("the command invocation does not exist (yet)")]
     InvocationDoesNotExist,
+    /// `SendCommand` refused the call because an instance cannot take commands (unknown, stopped,
+    /// terminated, not managed by SSM). SSM fails the whole call for one such instance.
+    #[error("an instance cannot take commands: {0}")]
+    InvalidInstance(String),
     /// `UpdateDocument` with content that an earlier version of the document already has.
     #[error("an earlier version of the document has this content")]
     DuplicateDocumentContent,
@@ -56,6 +60,7 @@ where
             | "TooManyRequestsException",
         ) => AwsError::Throttling(text),
         Some("InvocationDoesNotExist") => AwsError::InvocationDoesNotExist,
+        Some("InvalidInstanceId") => AwsError::InvalidInstance(text),
         Some("DuplicateDocumentContent") => AwsError::DuplicateDocumentContent,
         _ => AwsError::Other(text),
     }

@@ -131,6 +131,7 @@ fn server(listener: TcpListener, ctx: Context) -> anyhow::Result<Server> {
     let data = web::Data::new(ctx);
     let server = HttpServer::new(move || {
         let mut app = App::new()
+            .wrap(http::error::json_error_bodies())
             .wrap(actix_web::middleware::from_fn(http::headers::cors))
             .wrap(http::headers::security_headers())
             .wrap(tracing_actix_web::TracingLogger::default())
@@ -166,7 +167,8 @@ async fn spa_fallback(
     index: PathBuf,
 ) -> Result<ServiceResponse, actix_web::Error> {
     let (req, _) = req.into_parts();
-    if req.path().starts_with("/api/") {
+    let path = req.path().to_ascii_lowercase();
+    if path == "/api" || path.starts_with("/api/") {
         let err = http::error::ApiError::new(
             actix_web::http::StatusCode::NOT_FOUND,
             "not_found",

@@ -260,7 +260,10 @@ impl Worker {
         let expires_param =
             expiry_parameter(to_utc(expires_at)).map_err(|e| JobError::Other(e.message))?;
 
-        let grants = self.grants(&rid).await?;
+        let mut grants = self.grants(&rid).await?;
+        if self.refuse_moved_instances(&request, &grants).await? {
+            grants = self.grants(&rid).await?;
+        }
         self.ensure_keys(&request, &grants).await?;
         let id = rid.clone();
         let subjects = self
@@ -329,21 +332,53 @@ impl Worker {
                 comment: format!("Gatekeeper grant {rid}"),
                 timeout_seconds: DELIVERY_TIMEOUT_SECONDS,
             };
-            if let Err(e) = self
-                .send(
+            match self
+                .send_split(
                     &rid,
                     &first.subject,
-                    &ids,
                     GrantStatus::Sending,
                     &spec,
                     "grant_command_sent",
                 )
                 .await
             {
-                if !e_is_retryable(&e) || job.attempts + 1 >= GRANT_SEND_ATTEMPTS {
-                    let now = self.ctx.clock.now_naive();
-                    let (id, subject, msg) = (rid.clone(), first.subject.clone(), e.to_string());
-                    self.ctx
+                Ok(refused) => {
+                    // Instances that cannot take commands get no account: those grants fail now.
+                    if !refused.is_empty() {
+                        let now = self.ctx.clock.now_naive();
+                        let (id, subject) = (rid.clone(), first.subject.clone());
+                        self.ctx
+                            .db(move |conn| {
+                                for (instance, msg) in &refused {
+                                    db::requests::finish_grant(
+                                        conn,
+                                        &id,
+                                        &subject,
+                                        instance,
+                                        GrantStatus::Failed,
+                                        Some(msg),
+                                        now,
+                                    )?;
+                                    events::append(
+                                        conn,
+                                        Event::system(&id, "grant_send_failed")
+                                            .instance(instance)
+                                            .detail(json!({ "subject": subject, "error": msg })),
+                                        now,
+                                    )?;
+                                }
+                                Ok::<_, DbError>(())
+                            })
+                            .await?;
+                    }
+                    continue;
+                }
+                Err(e) => {
+                    if !e_is_retryable(&e) || job.attempts + 1 >= GRANT_SEND_ATTEMPTS {
+                        let now = self.ctx.clock.now_naive();
+                        let (id, subject, msg) =
+                            (rid.clone(), first.subject.clone(), e.to_string());
+                        self.ctx
                         .db(move |conn| {
                             for instance in &ids {
                                 db::requests::finish_grant(conn, &id, &subject, instance, GrantStatus::Failed, Some(&msg), now)?;
@@ -355,9 +390,10 @@ impl Worker {
                             )
                         })
                         .await?;
-                    continue;
+                        continue;
+                    }
+                    return Err(e);
                 }
-                return Err(e);
             }
         }
 
@@ -392,8 +428,15 @@ impl Worker {
             .db(move |conn| {
                 diesel::Connection::transaction::<_, DbError, _>(conn, |conn| {
                     if all_active {
-                        if db::requests::set_status(conn, &id, &[RequestStatus::Granting], RequestStatus::Active, now)? {
-                            db::requests::set_activated_at(conn, &id, now)?;
+                        if !db::requests::activate(conn, &id, now)? {
+                            // Ending it was asked for while the accounts were being made: remove them now.
+                            if db::requests::set_status(conn, &id, &[RequestStatus::Granting], RequestStatus::Revoking, now)? {
+                                db::requests::wipe_private_keys(conn, &id)?;
+                                events::append(conn, Event::system(&id, "granted_then_revoked"), now)?;
+                                jobs::enqueue(conn, JobKind::Revoke, &id, now, now)?;
+                                tracing::info!(request = %id, "access ended while it was being granted; removing");
+                            }
+                        } else {
                             events::append(
                                 conn,
                                 Event::system(&id, "activated")
@@ -423,6 +466,65 @@ impl Worker {
             .await?;
         self.ctx.worker_wake.notify_one();
         Ok(Step::Done)
+    }
+
+    /// Grants not sent yet whose instance left the request's environment (retagged, moved to another
+    /// account) or the inventory since the request was checked fail here: access is only ever created
+    /// under the policy of the environment the instance is in. Returns whether any failed.
+    async fn refuse_moved_instances(
+        &self,
+        request: &RequestRow,
+        grants: &[GrantRow],
+    ) -> Result<bool, JobError> {
+        let ids: Vec<String> = grants.iter().map(|g| g.instance_id.clone()).collect();
+        let inventory = self
+            .ctx
+            .db(move |conn| db::instances::by_ids(conn, &ids))
+            .await?;
+        let moved: Vec<(GrantRow, String)> = grants
+            .iter()
+            .filter(|g| g.status == GrantStatus::Pending.as_str())
+            .filter_map(|g| {
+                let row = inventory.iter().find(|i| i.id == g.instance_id);
+                let why = match row {
+                    None => "the instance is no longer in the inventory".to_owned(),
+                    Some(i) if i.environment.as_deref() != Some(request.environment.as_str()) => {
+                        format!(
+                            "the instance now belongs to {}, not {}",
+                            i.environment
+                                .as_deref()
+                                .unwrap_or("no configured environment"),
+                            request.environment
+                        )
+                    }
+                    Some(_) => return None,
+                };
+                Some((g.clone(), why))
+            })
+            .collect();
+        if moved.is_empty() {
+            return Ok(false);
+        }
+        let now = self.ctx.clock.now_naive();
+        self.ctx
+            .db(move |conn| {
+                diesel::Connection::transaction::<_, DbError, _>(conn, |conn| {
+                    for (g, why) in &moved {
+                        tracing::warn!(request = %g.request_id, instance = %g.instance_id, reason = %why, "not granting");
+                        db::requests::finish_grant(conn, &g.request_id, &g.subject, &g.instance_id, GrantStatus::Failed, Some(why), now)?;
+                        events::append(
+                            conn,
+                            Event::system(&g.request_id, "grant_refused")
+                                .instance(&g.instance_id)
+                                .detail(json!({ "subject": g.subject, "error": why })),
+                            now,
+                        )?;
+                    }
+                    Ok(())
+                })
+            })
+            .await?;
+        Ok(true)
     }
 
     /// Generates the keys each subject needs (an SSH key pair for Linux grants, a one-time password key
@@ -593,6 +695,105 @@ impl Worker {
                         ),
                         now,
                     )
+                })
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Sends `spec`. SSM refuses a whole call when one of its instances cannot take commands; then each
+    /// instance is sent to alone, so that one stopped or terminated instance never holds up the
+    /// others — above all, never another instance's removal. Returns the instances refused, with why.
+    async fn send_split(
+        &self,
+        rid: &str,
+        subject: &str,
+        before: GrantStatus,
+        spec: &CommandSpec,
+        action: &'static str,
+    ) -> Result<Vec<(String, String)>, JobError> {
+        match self
+            .send(rid, subject, &spec.instance_ids, before, spec, action)
+            .await
+        {
+            Ok(()) => Ok(Vec::new()),
+            Err(JobError::Aws(AwsError::InvalidInstance(why))) if spec.instance_ids.len() == 1 => {
+                Ok(vec![(spec.instance_ids[0].clone(), why)])
+            }
+            Err(JobError::Aws(AwsError::InvalidInstance(_))) => {
+                let mut refused = Vec::new();
+                for instance in &spec.instance_ids {
+                    let mut one = spec.clone();
+                    one.instance_ids = vec![instance.clone()];
+                    match self
+                        .send(rid, subject, &one.instance_ids, before, &one, action)
+                        .await
+                    {
+                        Ok(()) => {}
+                        Err(JobError::Aws(AwsError::InvalidInstance(why))) => {
+                            refused.push((instance.clone(), why));
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+                Ok(refused)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Removals SSM refused to send. A terminated instance (or one gone from EC2) took the account
+    /// with it: that grant is removed. Any other (stopped, agent unregistered) keeps the account until
+    /// it runs again: the grant is `remove_failed`, and the revoke retries and alerts until it works.
+    async fn refused_removals(
+        &self,
+        rid: &str,
+        subject: &str,
+        os_user: &str,
+        refused: Vec<(String, String)>,
+    ) -> Result<(), JobError> {
+        let ids: Vec<String> = refused.iter().map(|(i, _)| i.clone()).collect();
+        let inventory = self
+            .ctx
+            .db(move |conn| db::instances::by_ids(conn, &ids))
+            .await?;
+        let now = self.ctx.clock.now_naive();
+        let (id, subject, os_user) = (rid.to_owned(), subject.to_owned(), os_user.to_owned());
+        self.ctx
+            .db(move |conn| {
+                diesel::Connection::transaction::<_, DbError, _>(conn, |conn| {
+                    for (instance, why) in &refused {
+                        let gone = inventory
+                            .iter()
+                            .find(|i| &i.id == instance)
+                            .is_none_or(|i| i.state == "terminated");
+                        if gone {
+                            let note = "the instance is terminated: the account went with it";
+                            db::requests::finish_grant(conn, &id, &subject, instance, GrantStatus::Removed, Some(note), now)?;
+                            events::append(
+                                conn,
+                                Event::system(&id, "grant_removed")
+                                    .instance(instance)
+                                    .detail(json!({ "subject": subject, "os_user": os_user, "note": note })),
+                                now,
+                            )?;
+                        } else {
+                            tracing::error!(
+                                target: "gatekeeper::alert",
+                                request = %id, instance = %instance, user = %os_user, error = %why,
+                                "ALERT: the instance cannot take the removal now; retrying"
+                            );
+                            db::requests::finish_grant(conn, &id, &subject, instance, GrantStatus::RemoveFailed, Some(why), now)?;
+                            events::append(
+                                conn,
+                                Event::system(&id, "revoke_failed")
+                                    .instance(instance)
+                                    .detail(json!({ "subject": subject, "os_user": os_user, "error": why })),
+                                now,
+                            )?;
+                        }
+                    }
+                    Ok(())
                 })
             })
             .await?;
@@ -785,11 +986,19 @@ impl Worker {
 
         let grants = self.grants(&rid).await?;
         let prefix = &self.ctx.settings.documents.name_prefix;
-        // Grants never sent created nothing; every other one may have, so it gets the remove document.
+        // Grants never sent created nothing (pending ones, and failed ones that no command reached);
+        // every other one may have, so it gets the remove document.
         let never_sent: Vec<GrantRow> = grants
             .iter()
-            .filter(|g| g.status == GrantStatus::Pending.as_str())
+            .filter(|g| {
+                g.status == GrantStatus::Pending.as_str()
+                    || (g.status == GrantStatus::Failed.as_str() && g.command_id.is_none())
+            })
             .cloned()
+            .collect();
+        let nothing_to_remove: Vec<(String, String)> = never_sent
+            .iter()
+            .map(|g| (g.subject.clone(), g.instance_id.clone()))
             .collect();
         if !never_sent.is_empty() {
             let now = self.ctx.clock.now_naive();
@@ -812,6 +1021,11 @@ impl Worker {
         }
         let to_remove: Vec<&GrantRow> = grants
             .iter()
+            .filter(|g| {
+                !nothing_to_remove
+                    .iter()
+                    .any(|(subject, instance)| *instance == g.instance_id && *subject == g.subject)
+            })
             .filter(|g| {
                 matches!(
                     GrantStatus::parse(&g.status),
@@ -845,15 +1059,19 @@ impl Worker {
                 comment: format!("Gatekeeper revoke {rid}"),
                 timeout_seconds: DELIVERY_TIMEOUT_SECONDS,
             };
-            self.send(
-                &rid,
-                &first.subject,
-                &ids,
-                GrantStatus::Removing,
-                &spec,
-                "revoke_command_sent",
-            )
-            .await?;
+            let refused = self
+                .send_split(
+                    &rid,
+                    &first.subject,
+                    GrantStatus::Removing,
+                    &spec,
+                    "revoke_command_sent",
+                )
+                .await?;
+            if !refused.is_empty() {
+                self.refused_removals(&rid, &first.subject, &first.os_user, refused)
+                    .await?;
+            }
         }
 
         let grants = self.grants(&rid).await?;

@@ -189,6 +189,9 @@ pub struct RequestSummary {
     pub decision_comment: Option<String>,
     pub expires_at: Option<DateTime<Utc>>,
     pub ended_at: Option<DateTime<Utc>>,
+    /// Who ended the access early (also while it was still being granted).
+    #[serde(default)]
+    pub ended_by: Option<String>,
     #[serde(default)]
     pub subject_ids: Vec<String>,
     #[serde(default)]

@@ -21,7 +21,8 @@ product:
 Control endpoints (JSON):
   POST /_gatekeeper/agents    {"i-…": "ConnectionLost", …}
   POST /_gatekeeper/outcomes  [{"instance_id": "i-…", "document": "Gatekeeper-LinuxRemoveUser",
-                                "status": "Failed", "stderr": "…", "times": 1}]   (times -1: always)
+                                "status": "Failed", "stderr": "…", "times": 1}]   (times -1: always;
+                                "for_looks": N: that status for N looks, then Success)
   POST /_gatekeeper/throttle  {"account": "123456789012", "calls": 3}
   GET  /_gatekeeper/passwords the passwords Windows creates "generated", by "command id/instance id"
   POST /_gatekeeper/reset     forget everything above (moto's own state: POST /moto-api/reset)
@@ -109,6 +110,18 @@ _original_send = ssm_models.SimpleSystemManagerBackend.send_command
 
 def _send_command(self, *args, **kwargs):
     take_throttle(self.account_id)
+    # As SSM does: the whole call fails when one instance cannot take commands (unknown, stopped,
+    # terminated).
+    instance_ids = kwargs.get("instance_ids") or []
+    if instance_ids:
+        ec2 = ec2_backends[self.account_id][self.region_name]
+        running = {i.id for i in ec2.all_instances() if i.state == "running"}
+        invalid = [i for i in instance_ids if i not in running]
+        if invalid:
+            raise JsonRESTError(
+                "InvalidInstanceId",
+                f"Instances {invalid} not in a valid state for account {self.account_id}",
+            )
     return _original_send(self, *args, **kwargs)
 
 
@@ -151,6 +164,10 @@ def _get_command_invocation(self, command_id, instance_id, plugin_name):
             "An error occurred (InvocationDoesNotExist) when calling the GetCommandInvocation operation",
         )
     outcome = _scripted(command, instance_id)
+    # "for_looks": N: the scripted status holds for N looks after the first, then the command succeeds
+    # (a command that runs for a while).
+    if outcome and outcome.get("for_looks") is not None and looks > outcome["for_looks"]:
+        outcome = None
     if not outcome and (command.document_name or "").endswith("WindowsCreateUser"):
         invocation["StandardOutputContent"] = _windows_output(command, instance_id)
     if outcome:

@@ -4,7 +4,7 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use super::models::{GrantRow, RequestRow, SubjectRow};
-use super::schema::{grants, request_subjects, requests};
+use super::schema::{grants, os_accounts, request_subjects, requests};
 use super::{DbConnection, DbResult};
 use crate::domain::{GrantStatus, RequestStatus};
 
@@ -87,6 +87,46 @@ pub fn set_status(
     Ok(changed == 1)
 }
 
+/// Records that access is to end while it is still being granted (the worker revokes as soon as the
+/// create commands are done). Returns false unless the request is granting and not ended already.
+pub fn end_while_granting(
+    conn: &mut DbConnection,
+    id: &str,
+    by: &str,
+    now: NaiveDateTime,
+) -> DbResult<bool> {
+    let changed = diesel::update(
+        requests::table
+            .find(id)
+            .filter(requests::status.eq(RequestStatus::Granting.as_str()))
+            .filter(requests::ended_by.is_null()),
+    )
+    .set((
+        requests::ended_at.eq(Some(now)),
+        requests::ended_by.eq(Some(by)),
+        requests::updated_at.eq(now),
+    ))
+    .execute(conn)?;
+    Ok(changed == 1)
+}
+
+/// Granting → active, unless somebody asked meanwhile to end the access. Returns whether it moved.
+pub fn activate(conn: &mut DbConnection, id: &str, now: NaiveDateTime) -> DbResult<bool> {
+    let changed = diesel::update(
+        requests::table
+            .find(id)
+            .filter(requests::status.eq(RequestStatus::Granting.as_str()))
+            .filter(requests::ended_by.is_null()),
+    )
+    .set((
+        requests::status.eq(RequestStatus::Active.as_str()),
+        requests::activated_at.eq(Some(now)),
+        requests::updated_at.eq(now),
+    ))
+    .execute(conn)?;
+    Ok(changed == 1)
+}
+
 pub fn set_decision(
     conn: &mut DbConnection,
     id: &str,
@@ -160,16 +200,41 @@ pub struct SealedCredentials {
     pub passwords: Vec<(String, String)>,
 }
 
+/// What [`take_credentials`] found.
+#[derive(Debug)]
+pub enum Taken {
+    Credentials(SealedCredentials),
+    /// Collected before.
+    AlreadyCollected,
+    /// The request is not active (any more): its status.
+    NotActive(String),
+}
+
 /// Takes a subject's credentials out of storage: marks them collected and wipes them in one
-/// transaction, so that they are handed out at most once even when two calls race. `None` when they
-/// were collected before.
+/// transaction, so that they are handed out at most once even when two calls race. The request row
+/// is locked first (PostgreSQL; SQLite has one writer), so a revoke that commits meanwhile wins: no
+/// key leaves once ending the access has begun.
 pub fn take_credentials(
     conn: &mut DbConnection,
     request_id: &str,
     subject: &str,
     now: NaiveDateTime,
-) -> DbResult<Option<SealedCredentials>> {
+) -> DbResult<Taken> {
     conn.transaction(|conn| {
+        let status: String = match conn {
+            DbConnection::Postgres(c) => requests::table
+                .find(request_id)
+                .select(requests::status)
+                .for_update()
+                .first(c)?,
+            DbConnection::Sqlite(c) => requests::table
+                .find(request_id)
+                .select(requests::status)
+                .first(c)?,
+        };
+        if status != RequestStatus::Active.as_str() {
+            return Ok(Taken::NotActive(status));
+        }
         let private_key: Option<Option<String>> = request_subjects::table
             .find((request_id, subject))
             .filter(request_subjects::key_collected_at.is_null())
@@ -177,7 +242,7 @@ pub fn take_credentials(
             .first(conn)
             .optional()?;
         let Some(private_key) = private_key else {
-            return Ok(None);
+            return Ok(Taken::AlreadyCollected);
         };
         let taken = diesel::update(
             request_subjects::table
@@ -190,7 +255,7 @@ pub fn take_credentials(
         ))
         .execute(conn)?;
         if taken != 1 {
-            return Ok(None);
+            return Ok(Taken::AlreadyCollected);
         }
         let passwords: Vec<(String, Option<String>)> = grants::table
             .filter(grants::request_id.eq(request_id))
@@ -205,7 +270,7 @@ pub fn take_credentials(
         )
         .set(grants::secret_sealed.eq(None::<String>))
         .execute(conn)?;
-        Ok(Some(SealedCredentials {
+        Ok(Taken::Credentials(SealedCredentials {
             private_key,
             passwords: passwords
                 .into_iter()
@@ -440,23 +505,54 @@ pub fn count_open_by_requester(conn: &mut DbConnection, requester: &str) -> DbRe
         .get_result(conn)?)
 }
 
-/// Another subject id that already got this OS user name (Linux or Windows), if any.
-pub fn os_user_taken_by(
+/// Claims OS account names for `subject`: each name is recorded for the first id that derives it.
+/// Returns another id that holds one of them, if any (the caller refuses the request then). Run it in
+/// the transaction that stores the request: the primary key settles races between two requests.
+pub fn claim_os_accounts(
     conn: &mut DbConnection,
-    os_user: &str,
-    windows_user: &str,
     subject: &str,
+    names: &[&str],
+    now: NaiveDateTime,
 ) -> DbResult<Option<String>> {
-    Ok(request_subjects::table
-        .filter(
-            request_subjects::os_user
-                .eq(os_user)
-                .or(request_subjects::windows_user.eq(windows_user)),
-        )
-        .filter(request_subjects::subject.ne(subject))
-        .select(request_subjects::subject)
-        .first(conn)
-        .optional()?)
+    for name in names {
+        let row = (
+            os_accounts::name.eq(*name),
+            os_accounts::subject.eq(subject),
+            os_accounts::created_at.eq(now),
+        );
+        match conn {
+            DbConnection::Postgres(c) => {
+                diesel::insert_into(os_accounts::table)
+                    .values(row)
+                    .on_conflict_do_nothing()
+                    .execute(c)?;
+            }
+            DbConnection::Sqlite(c) => {
+                diesel::insert_or_ignore_into(os_accounts::table)
+                    .values(row)
+                    .execute(c)?;
+            }
+        }
+        let holder: String = os_accounts::table
+            .find(*name)
+            .select(os_accounts::subject)
+            .first(conn)?;
+        if holder != subject {
+            return Ok(Some(holder));
+        }
+    }
+    Ok(None)
+}
+
+/// Serialises request creation per requester until the transaction ends, so that the open-request
+/// limit holds under concurrent calls. SQLite has one writer connection, which serialises already.
+pub fn lock_requester(conn: &mut DbConnection, requester: &str) -> DbResult<()> {
+    if let DbConnection::Postgres(c) = conn {
+        diesel::sql_query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+            .bind::<diesel::sql_types::Text, _>(requester)
+            .execute(c)?;
+    }
+    Ok(())
 }
 
 /// (request id, subject) of every subject of these requests.

@@ -100,6 +100,14 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    os_accounts (name) {
+        name -> Text,
+        subject -> Text,
+        created_at -> Timestamp,
+    }
+}
+
 diesel::joinable!(request_subjects -> requests (request_id));
 diesel::joinable!(grants -> requests (request_id));
 
@@ -109,5 +117,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     request_subjects,
     grants,
     events,
-    jobs
+    jobs,
+    os_accounts
 );

@@ -186,19 +186,21 @@ impl SubjectId {
 
 impl SubjectId {
     /// The local user name on Windows (20 characters at most): the Linux name when it fits, otherwise
-    /// `gk-` + a prefix of at most 7 characters + `--` + 8 hex digits of the id's SHA-256.
+    /// `gk-` + a prefix of at most 3 characters + `--` + 12 hex digits (48 bits) of the id's SHA-256,
+    /// as wide as the Linux names' hash: finding an id that lands on somebody's account costs 2^48
+    /// hashes, and the server refuses any that does (`os_user_collision`).
     pub fn windows_user(&self) -> OsUserName {
         let linux = self.os_user();
         if linux.as_str().len() <= 20 {
             return linux;
         }
         let digest = Sha256::digest(self.as_str().as_bytes());
-        let hash = hex::encode(&digest[..4]);
+        let hash = hex::encode(&digest[..6]);
         let stem = linux.as_str()["gk-".len()..]
             .split("--")
             .next()
             .unwrap_or_default();
-        let prefix: String = stem.chars().take(7).collect();
+        let prefix: String = stem.chars().take(3).collect();
         let prefix = prefix.trim_end_matches('-');
         if prefix.is_empty() {
             OsUserName(format!("gk-u--{hash}"))
@@ -243,11 +245,16 @@ impl EnvironmentName {
 }
 
 /// Invisible characters that change how text reads: bidirectional overrides and isolates, zero-width
-/// characters, the byte-order mark. They let a reason read differently to an approver than it is.
+/// characters and joiners, line and paragraph separators, fillers that render as blanks, tag
+/// characters, the byte-order mark. They let a reason read differently to an approver than it is (or
+/// hide text from them).
 pub fn is_format_char(c: char) -> bool {
     matches!(c,
-        '\u{00AD}' | '\u{061C}' | '\u{180E}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
-        | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{206F}' | '\u{FEFF}' | '\u{FFF9}'..='\u{FFFB}')
+        '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}' | '\u{1160}' | '\u{17B4}' | '\u{17B5}'
+        | '\u{180E}' | '\u{200B}'..='\u{200F}' | '\u{2028}'..='\u{202E}'
+        | '\u{2060}'..='\u{206F}' | '\u{3164}' | '\u{FEFF}'
+        | '\u{FFA0}' | '\u{FFF9}'..='\u{FFFB}' | '\u{1BCA0}'..='\u{1BCA3}'
+        | '\u{1D173}'..='\u{1D17A}' | '\u{E0000}'..='\u{E007F}')
 }
 
 fn has_control(value: &str, allow_newline: bool) -> bool {
@@ -461,6 +468,12 @@ mod tests {
         }
         assert_ne!(long.windows_user(), other.windows_user());
         assert!(long.windows_user().as_str().contains("--"));
+        // 3 characters of prefix and 48 bits of hash: exactly 20 characters.
+        let w = SubjectId::parse("alice.smith@example.com")
+            .unwrap()
+            .windows_user();
+        assert!(w.as_str().starts_with("gk-ali--"), "{w}");
+        assert_eq!(w.as_str().len(), 20, "{w}");
     }
 
     #[test]
@@ -508,6 +521,22 @@ mod tests {
             "bidi override"
         );
         assert!(Reason::parse("ok\u{200B}zero width").is_err());
+        for hidden in [
+            '\u{2028}',
+            '\u{2029}',
+            '\u{034F}',
+            '\u{115F}',
+            '\u{3164}',
+            '\u{E0041}',
+        ] {
+            assert!(
+                Reason::parse(&format!("fine{hidden}text")).is_err(),
+                "U+{:04X}",
+                hidden as u32
+            );
+        }
+        // Letters of any script are fine.
+        assert!(Reason::parse("Zugriff für Überprüfung — 检查日志 ❤️").is_ok());
         assert_eq!(
             clean_display("Ni\u{0}na\u{1b}[31m\u{202E}x", 128).as_deref(),
             Some("Nina[31mx")

@@ -51,9 +51,19 @@ impl ApiError {
     }
 }
 
+/// Messages often quote what a client sent; in a log line, control characters (newlines, terminal
+/// escapes) and invisible ones are written as `\u{…}` escapes, so nobody can forge log lines.
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.code, self.message)
+        write!(f, "{}: ", self.code)?;
+        for c in self.message.chars() {
+            if c.is_control() || crate::domain::is_format_char(c) {
+                write!(f, "\\u{{{:x}}}", c as u32)?;
+            } else {
+                std::fmt::Write::write_char(f, c)?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -112,5 +122,75 @@ impl From<AuthError> for ApiError {
 impl From<actix_web::error::BlockingError> for ApiError {
     fn from(e: actix_web::error::BlockingError) -> Self {
         ApiError::internal(e)
+    }
+}
+
+/// Turns every error response that is not already `{code, message}` — the framework's own 405 for a
+/// method a route does not take, 400 for a path it cannot decode, 413 for an oversized body — into
+/// one, so that clients parse a single error shape.
+pub fn json_error_bodies<B: actix_web::body::MessageBody + 'static>()
+-> actix_web::middleware::ErrorHandlers<B> {
+    use actix_web::http::header;
+    use actix_web::middleware::{ErrorHandlerResponse, ErrorHandlers};
+
+    ErrorHandlers::new().default_handler(|res: actix_web::dev::ServiceResponse<B>| {
+        let is_json = res
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/json"));
+        if is_json {
+            return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
+        }
+        let status = res.status();
+        let (req, _) = res.into_parts();
+        let (code, message) = match status {
+            StatusCode::METHOD_NOT_ALLOWED => (
+                "method_not_allowed",
+                format!("{} is not allowed on {}", req.method(), req.path()),
+            ),
+            StatusCode::NOT_FOUND => (
+                "not_found",
+                format!("no route for {} {}", req.method(), req.path()),
+            ),
+            StatusCode::PAYLOAD_TOO_LARGE => ("payload_too_large", "the body is too large".into()),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => (
+                "unsupported_media_type",
+                "send JSON with Content-Type: application/json".into(),
+            ),
+            s if s.is_server_error() => ("internal_error", "internal error".into()),
+            s => (
+                "bad_request",
+                format!(
+                    "the request was refused: {}",
+                    s.canonical_reason().unwrap_or("bad request")
+                ),
+            ),
+        };
+        let response = ApiError::new(status, code, message).error_response();
+        Ok(ErrorHandlerResponse::Response(
+            actix_web::dev::ServiceResponse::new(req, response).map_into_right_body(),
+        ))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_lines_cannot_be_forged_through_a_message() {
+        let err = ApiError::bad_request(
+            "invalid_token",
+            "bad header x\n2026-12-03T00:00:00Z ERROR gatekeeper::alert: ALERT \u{1b}[2J\u{202e}",
+        );
+        let line = err.to_string();
+        assert!(!line.contains('\n') && !line.contains('\u{1b}') && !line.contains('\u{202e}'));
+        assert!(
+            line.contains("\\u{a}2026") && line.contains("\\u{1b}[2J"),
+            "{line}"
+        );
+        // The client still gets the message as it is, inside JSON.
+        assert!(err.message.contains('\n'));
     }
 }

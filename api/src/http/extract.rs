@@ -62,11 +62,58 @@ where
             if bytes.iter().all(u8::is_ascii_whitespace) {
                 return Ok(OptionalJson(T::default()));
             }
-            serde_json::from_slice(&bytes)
-                .map(OptionalJson)
-                .map_err(|e| {
-                    ApiError::bad_request("invalid_body", format!("the JSON body is invalid: {e}"))
-                })
+            parse_object(&bytes).map(OptionalJson)
         })
     }
+}
+
+/// A required JSON body of `T` (`Content-Type: application/json`): a JSON object, with every field
+/// known and none twice. serde would also take a struct as an array of its values in field order —
+/// refused here, as the contract says object.
+pub struct JsonObject<T>(pub T);
+
+impl<T> FromRequest for JsonObject<T>
+where
+    T: serde::de::DeserializeOwned + 'static,
+{
+    type Error = ApiError;
+    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let json = req
+            .headers()
+            .get(actix_web::http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .is_some_and(|v| {
+                let v = v.trim();
+                v.eq_ignore_ascii_case("application/json")
+                    || (v.len() > 5 && v[v.len() - 5..].eq_ignore_ascii_case("+json"))
+            });
+        let bytes = web::Bytes::from_request(req, payload);
+        Box::pin(async move {
+            if !json {
+                return Err(ApiError::bad_request(
+                    "invalid_body",
+                    "send the body as JSON with Content-Type: application/json",
+                ));
+            }
+            let bytes = bytes.await.map_err(|e| {
+                ApiError::bad_request("invalid_body", format!("the body cannot be read: {e}"))
+            })?;
+            parse_object(&bytes).map(JsonObject)
+        })
+    }
+}
+
+fn parse_object<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(ApiError::bad_request(
+            "invalid_body",
+            "the body must be a JSON object",
+        ));
+    }
+    serde_json::from_slice(bytes).map_err(|e| {
+        ApiError::bad_request("invalid_body", format!("the JSON body is invalid: {e}"))
+    })
 }

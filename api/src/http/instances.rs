@@ -96,6 +96,7 @@ pub struct InstancePage {
     params(SearchParams),
     responses(
         (status = 200, description = "One page of instances", body = InstancePage),
+        (status = 400, description = "`invalid_query`: an unknown parameter or a value of the wrong type", body = ErrorBody),
         (status = 401, description = "No valid bearer token", body = ErrorBody),
         (status = 422, description = "A filter is invalid", body = ErrorBody),
     ),

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::error::{ApiError, ErrorBody};
-use super::extract::{AuthUser, OptionalJson};
+use super::extract::{AuthUser, JsonObject, OptionalJson};
 use crate::clock::to_utc;
 use crate::context::Context;
 use crate::db::models::RequestRow;
@@ -336,6 +336,7 @@ fn invalid_id() -> ApiError {
         (status = 401, description = "No valid bearer token", body = ErrorBody),
         (status = 403, description = "The caller may not request access to this environment", body = ErrorBody),
         (status = 422, description = "A field breaks a rule (code names which)", body = ErrorBody),
+        (status = 429, description = "`too_many_open_requests`: the caller has too many requests that have not ended", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]
@@ -343,9 +344,9 @@ fn invalid_id() -> ApiError {
 pub async fn create_request(
     ctx: web::Data<Context>,
     user: AuthUser,
-    body: web::Json<CreateRequestBody>,
+    body: JsonObject<CreateRequestBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let b = body.into_inner();
+    let b = body.0;
     let input = NewRequest {
         environment: b.environment,
         instance_ids: b.instance_ids,
@@ -378,6 +379,7 @@ pub async fn create_request(
     params(ListParams),
     responses(
         (status = 200, description = "One page of requests", body = RequestPage),
+        (status = 400, description = "`invalid_query`: an unknown parameter or a value of the wrong type", body = ErrorBody),
         (status = 401, description = "No valid bearer token", body = ErrorBody),
         (status = 422, description = "A filter is invalid", body = ErrorBody),
     ),
@@ -476,10 +478,11 @@ async fn decide(
     request_body(content = CommentBody, description = "Optional comment"),
     responses(
         (status = 200, description = "Approved; granting starts", body = RequestDetailResponse),
+        (status = 400, description = "`invalid_body`: the body is not a JSON object of this shape", body = ErrorBody),
         (status = 401, description = "No valid bearer token", body = ErrorBody),
         (status = 403, description = "`not_an_approver` or `self_approval`", body = ErrorBody),
         (status = 404, description = "No such request, or not visible to the caller", body = ErrorBody),
-        (status = 409, description = "The request is not pending approval", body = ErrorBody),
+        (status = 409, description = "`invalid_state`: the request is not pending approval; `instances_changed`: an instance left the environment, stopped or left the inventory since it was requested", body = ErrorBody),
         (status = 422, description = "The comment is invalid", body = ErrorBody),
     ),
     security(("bearer" = []))
@@ -501,6 +504,7 @@ pub async fn approve_request(
     request_body(content = CommentBody, description = "The reason (required)"),
     responses(
         (status = 200, description = "Rejected", body = RequestDetailResponse),
+        (status = 400, description = "`invalid_body`: the body is not a JSON object of this shape", body = ErrorBody),
         (status = 401, description = "No valid bearer token", body = ErrorBody),
         (status = 403, description = "`not_an_approver` or `self_approval`", body = ErrorBody),
         (status = 404, description = "No such request, or not visible to the caller", body = ErrorBody),
@@ -525,6 +529,7 @@ pub async fn reject_request(
     params(("id" = String, Path, description = "Request id")),
     responses(
         (status = 200, description = "Canceled", body = RequestDetailResponse),
+        (status = 400, description = "`invalid_body`: the body is not a JSON object of this shape", body = ErrorBody),
         (status = 401, description = "No valid bearer token", body = ErrorBody),
         (status = 403, description = "Not the requester", body = ErrorBody),
         (status = 404, description = "No such request, or not visible to the caller", body = ErrorBody),
@@ -551,17 +556,20 @@ pub async fn cancel_request(
     Ok(HttpResponse::Ok().json(RequestDetailResponse::from(detail)))
 }
 
-/// End active access now (requester, a subject, or an approver of the environment).
+/// End access now (requester, a subject, or an approver of the environment): active access at once,
+/// access still being granted as soon as its accounts exist.
 #[utoipa::path(
     tag = "requests",
     params(("id" = String, Path, description = "Request id")),
     request_body(content = CommentBody, description = "Optional note"),
     responses(
-        (status = 200, description = "Revoking: the accounts are being removed", body = RequestDetailResponse),
+        (status = 200, description = "`revoking`: the accounts are being removed; or, asked while `granting`, still granting with `ended_by` set: the worker removes the accounts as soon as the create commands are done", body = RequestDetailResponse),
+        (status = 400, description = "`invalid_body`: the body is not a JSON object of this shape", body = ErrorBody),
         (status = 401, description = "No valid bearer token", body = ErrorBody),
         (status = 403, description = "Not allowed to end this access", body = ErrorBody),
         (status = 404, description = "No such request, or not visible to the caller", body = ErrorBody),
-        (status = 409, description = "The request is not active", body = ErrorBody),
+        (status = 409, description = "`invalid_state`: the request is neither active nor granting, or ending it was asked for already", body = ErrorBody),
+        (status = 422, description = "`invalid_comment`", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]

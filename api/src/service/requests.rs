@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use chrono::{DateTime, Duration, NaiveDateTime, Utc};
+use chrono::{DateTime, Datelike, Duration, NaiveDateTime, Utc};
 use diesel::Connection;
 use serde_json::json;
 use zeroize::Zeroizing;
@@ -144,7 +144,12 @@ pub fn create(
 
     let subjects: Vec<SubjectId> = match input.subjects {
         None => vec![caller.id.clone()],
-        Some(list) if list.is_empty() => vec![caller.id.clone()],
+        Some(list) if list.is_empty() => {
+            return Err(ServiceError::invalid(
+                "invalid_subject",
+                "subjects must name 1-20 user ids; leave it out to ask for yourself",
+            ));
+        }
         Some(list) => {
             if list.len() > MAX_SUBJECTS {
                 return Err(ServiceError::invalid(
@@ -169,93 +174,20 @@ pub fn create(
     };
     let mut os_users = BTreeMap::new();
     for s in &subjects {
-        if let Some(other) = os_users.insert(s.os_user(), s.clone()) {
-            return Err(ServiceError::invalid(
-                "duplicate_subject",
-                format!("subjects {other} and {s} would share an OS account"),
-            ));
+        for name in [s.os_user(), s.windows_user()] {
+            if let Some(other) = os_users.insert(name, s.clone())
+                && other != *s
+            {
+                return Err(ServiceError::invalid(
+                    "duplicate_subject",
+                    format!("subjects {other} and {s} would share an OS account"),
+                ));
+            }
         }
     }
 
     let ids: Vec<String> = instance_ids.iter().map(|i| i.to_string()).collect();
-    let found: BTreeMap<String, InstanceRow> = db::instances::by_ids(conn, &ids)?
-        .into_iter()
-        .map(|row| (row.id.clone(), row))
-        .collect();
-    let missing: Vec<&str> = ids
-        .iter()
-        .filter(|id| !found.contains_key(*id))
-        .map(String::as_str)
-        .collect();
-    if !missing.is_empty() {
-        return Err(ServiceError::invalid(
-            "unknown_instance",
-            format!("not in the inventory: {}", missing.join(", ")),
-        ));
-    }
-    for row in found.values() {
-        if row.environment.as_deref() != Some(environment.as_str()) {
-            return Err(ServiceError::invalid(
-                "instance_not_in_environment",
-                format!(
-                    "instance {} belongs to {}, not {environment}",
-                    row.id,
-                    row.environment
-                        .as_deref()
-                        .unwrap_or("no configured environment")
-                ),
-            ));
-        }
-        if Platform::parse(&row.platform).is_none() {
-            return Err(ServiceError::invalid(
-                "unsupported_platform",
-                format!(
-                    "instance {} runs {}, which Gatekeeper does not manage",
-                    row.id, row.platform
-                ),
-            ));
-        }
-        if let Some(reason) = not_grantable_reason(settings, row) {
-            let code = if row.state != "running" {
-                "instance_not_running"
-            } else {
-                "instance_not_manageable"
-            };
-            return Err(ServiceError::invalid(
-                code,
-                format!("instance {} cannot be granted: {reason}", row.id),
-            ));
-        }
-    }
-
-    // One OS account per person: an id that would land on somebody else's account is refused.
-    for s in &subjects {
-        if let Some(other) = db::requests::os_user_taken_by(
-            conn,
-            s.os_user().as_str(),
-            s.windows_user().as_str(),
-            s.as_str(),
-        )? {
-            tracing::error!(subject = %s, other = %other, "two user ids map to one OS account");
-            return Err(ServiceError::invalid(
-                "os_user_collision",
-                format!(
-                    "user id {s} maps to the same OS account as another user id; ask an administrator"
-                ),
-            ));
-        }
-    }
-    let open = db::requests::count_open_by_requester(conn, caller.id.as_str())?;
-    if open >= i64::from(settings.max_open_requests_per_user) {
-        return Err(ServiceError::TooMany {
-            code: "too_many_open_requests",
-            message: format!(
-                "you have {open} requests that have not ended; end or cancel some first (limit {})",
-                settings.max_open_requests_per_user
-            ),
-        });
-    }
-
+    let found = grantable_instances(conn, settings, &environment, &ids)?;
     // Access for other people than the requester needs an approver unless the policy says otherwise.
     let only_self = subjects.len() == 1 && subjects[0] == caller.id;
     let auto = duration.get() <= policy.auto_approve_max_minutes
@@ -328,6 +260,32 @@ pub fn create(
         .collect();
 
     conn.transaction::<_, ServiceError, _>(|conn| {
+        // Counting open requests and adding one is atomic per requester.
+        db::requests::lock_requester(conn, caller.id.as_str())?;
+        let open = db::requests::count_open_by_requester(conn, caller.id.as_str())?;
+        if open >= i64::from(settings.max_open_requests_per_user) {
+            return Err(ServiceError::TooMany {
+                code: "too_many_open_requests",
+                message: format!(
+                    "you have {open} requests that have not ended; end or cancel some first (limit {})",
+                    settings.max_open_requests_per_user
+                ),
+            });
+        }
+        // One OS account per person: an id that would land on somebody else's account is refused.
+        for s in &subjects {
+            let (linux, windows) = (s.os_user(), s.windows_user());
+            let names = [linux.as_str(), windows.as_str()];
+            if let Some(other) = db::requests::claim_os_accounts(conn, s.as_str(), &names, now)? {
+                tracing::error!(subject = %s, other = %other, "two user ids map to one OS account");
+                return Err(ServiceError::invalid(
+                    "os_user_collision",
+                    format!(
+                        "user id {s} maps to the same OS account as another user id; ask an administrator"
+                    ),
+                ));
+            }
+        }
         db::requests::insert(conn, &request, &subject_rows, &grant_rows)?;
         events::append(
             conn,
@@ -358,6 +316,69 @@ pub fn create(
     })?;
     tracing::info!(request = %id, requester = %caller.id, environment = %environment, status = %status, "access requested");
     Ok((request, auto))
+}
+
+/// Looks every instance up in the server's own inventory and checks that access to it can be granted
+/// in `environment` now: known, in that environment, of a managed platform, running, agent online.
+/// Used when a request is made and again when it is approved (instances move, stop and get retagged
+/// while a request waits).
+pub fn grantable_instances(
+    conn: &mut DbConnection,
+    settings: &Settings,
+    environment: &EnvironmentName,
+    ids: &[String],
+) -> Result<BTreeMap<String, InstanceRow>, ServiceError> {
+    let found: BTreeMap<String, InstanceRow> = db::instances::by_ids(conn, ids)?
+        .into_iter()
+        .map(|row| (row.id.clone(), row))
+        .collect();
+    let missing: Vec<&str> = ids
+        .iter()
+        .filter(|id| !found.contains_key(*id))
+        .map(String::as_str)
+        .collect();
+    if !missing.is_empty() {
+        return Err(ServiceError::invalid(
+            "unknown_instance",
+            format!("not in the inventory: {}", missing.join(", ")),
+        ));
+    }
+    for row in found.values() {
+        if row.environment.as_deref() != Some(environment.as_str()) {
+            return Err(ServiceError::invalid(
+                "instance_not_in_environment",
+                format!(
+                    "instance {} belongs to {}, not {environment}",
+                    row.id,
+                    row.environment
+                        .as_deref()
+                        .unwrap_or("no configured environment")
+                ),
+            ));
+        }
+        if Platform::parse(&row.platform).is_none() {
+            return Err(ServiceError::invalid(
+                "unsupported_platform",
+                format!(
+                    "instance {} runs {}, which Gatekeeper does not manage",
+                    row.id, row.platform
+                ),
+            ));
+        }
+        if let Some(reason) = not_grantable_reason(settings, row) {
+            let code = if row.state != "running" {
+                "instance_not_running"
+            } else {
+                "instance_not_manageable"
+            };
+            return Err(ServiceError::invalid(
+                code,
+                format!("instance {} cannot be granted: {reason}", row.id),
+            ));
+        }
+    }
+
+    Ok(found)
 }
 
 fn load(conn: &mut DbConnection, id: &str) -> Result<RequestRow, ServiceError> {
@@ -417,7 +438,9 @@ fn permissions(
                 status,
                 Some(RequestStatus::PendingApproval | RequestStatus::Approved)
             ),
-        revoke: (is_requester || is_subject || approver) && status == Some(RequestStatus::Active),
+        revoke: (is_requester || is_subject || approver)
+            && (status == Some(RequestStatus::Active)
+                || (status == Some(RequestStatus::Granting) && request.ended_by.is_none())),
         collect_credentials: is_subject
             && status == Some(RequestStatus::Active)
             && subject_row.is_some_and(|s| s.key_collected_at.is_none()),
@@ -513,6 +536,29 @@ pub fn decide(
             "nobody decides a request that grants themselves access",
         ));
     }
+    if approve {
+        // What was true when the request was made may not be now: an instance retagged into another
+        // environment (with other approvers), stopped, or gone from the inventory is refused here.
+        let environment = EnvironmentName::parse(&request.environment)?;
+        let ids: BTreeSet<String> = db::requests::grants(conn, id)?
+            .into_iter()
+            .map(|g| g.instance_id)
+            .collect();
+        let ids: Vec<String> = ids.into_iter().collect();
+        match grantable_instances(conn, settings, &environment, &ids) {
+            Ok(_) => {}
+            Err(ServiceError::Invalid(e)) => {
+                return Err(ServiceError::conflict(
+                    "instances_changed",
+                    format!(
+                        "this request can no longer be approved: {} ({}); reject it, and the requester can ask again",
+                        e.message, e.code
+                    ),
+                ));
+            }
+            Err(e) => return Err(e),
+        }
+    }
     let (to, action) = if approve {
         (RequestStatus::Approved, "approved")
     } else {
@@ -606,36 +652,53 @@ pub fn revoke(
             "only the requester, a subject or an approver ends access early",
         ));
     }
-    conn.transaction::<_, ServiceError, _>(|conn| {
-        if !db::requests::set_status(
-            conn,
-            id,
-            &[RequestStatus::Active],
-            RequestStatus::Revoking,
-            now,
-        )? {
-            let current = load(conn, id)?;
-            let hint = if current.status == RequestStatus::Granting.as_str() {
-                "; access is being granted, revoke it once it is active"
-            } else {
-                ""
-            };
-            return Err(ServiceError::conflict(
-                "invalid_state",
-                format!("the request is {}, not active{hint}", current.status),
-            ));
+    let while_granting = conn.transaction::<_, ServiceError, _>(|conn| {
+        let event = |conn: &mut DbConnection, detail: serde_json::Value| {
+            events::append(
+                conn,
+                Event::new(id, caller.id.as_str(), "revoke_requested").detail(detail),
+                now,
+            )
+        };
+        let comment = comment.as_ref().map(|c| c.as_str());
+        // The worker may move the request from granting to active at the same moment: look twice.
+        for _ in 0..2 {
+            if db::requests::set_status(
+                conn,
+                id,
+                &[RequestStatus::Active],
+                RequestStatus::Revoking,
+                now,
+            )? {
+                db::requests::set_ended(conn, id, now, Some(caller.id.as_str()))?;
+                db::requests::wipe_private_keys(conn, id)?;
+                event(conn, json!({ "comment": comment }))?;
+                jobs::enqueue(conn, JobKind::Revoke, id, now, now)?;
+                return Ok(false);
+            }
+            // Still granting: the accounts are being created. Removing them now could overtake the
+            // create on an instance, so the worker revokes the moment the create commands are done.
+            if db::requests::end_while_granting(conn, id, caller.id.as_str(), now)? {
+                // Keys are wiped when the worker moves it to revoking (it still needs the one-time
+                // password keys to read what the instances answer).
+                event(conn, json!({ "comment": comment, "while": "granting" }))?;
+                return Ok(true);
+            }
         }
-        db::requests::set_ended(conn, id, now, Some(caller.id.as_str()))?;
-        db::requests::wipe_private_keys(conn, id)?;
-        events::append(
-            conn,
-            Event::new(id, caller.id.as_str(), "revoke_requested")
-                .detail(json!({ "comment": comment.as_ref().map(|c| c.as_str()) })),
-            now,
-        )?;
-        jobs::enqueue(conn, JobKind::Revoke, id, now, now)?;
-        Ok(())
+        let current = load(conn, id)?;
+        let hint = if current.status == RequestStatus::Granting.as_str() {
+            "; ending it was asked for already"
+        } else {
+            ""
+        };
+        Err(ServiceError::conflict(
+            "invalid_state",
+            format!("the request is {}, not active{hint}", current.status),
+        ))
     })?;
+    if while_granting {
+        tracing::info!(request = %id, by = %caller.id, "access to end as soon as granting is done");
+    }
     tracing::info!(request = %id, by = %caller.id, "access revoked early");
     load(conn, id)
 }
@@ -715,7 +778,14 @@ pub fn list(
         })?),
     };
     if query.awaiting_my_decision {
-        status = Some(RequestStatus::PendingApproval.as_str().to_owned());
+        let pending = RequestStatus::PendingApproval.as_str();
+        if status.as_deref().is_some_and(|s| s != pending) || query.finished {
+            return Err(ServiceError::invalid(
+                "invalid_status",
+                "awaiting_my_decision lists pending_approval requests only: leave out status and finished",
+            ));
+        }
+        status = Some(pending.to_owned());
     }
     let time = |name: &'static str,
                 value: Option<String>|
@@ -723,11 +793,16 @@ pub fn list(
         match value.filter(|v| !v.is_empty()) {
             None => Ok(None),
             Some(v) => DateTime::parse_from_rfc3339(&v)
-                .map(|t| Some(t.naive_utc()))
-                .map_err(|_| {
+                .ok()
+                .map(|t| t.naive_utc())
+                .filter(in_storable_range)
+                .map(Some)
+                .ok_or_else(|| {
                     ServiceError::invalid(
                         "invalid_time",
-                        format!("{name} must be an RFC 3339 time such as 2026-12-03T00:00:00Z"),
+                        format!(
+                            "{name} must be an RFC 3339 time between the years 1970 and 9999, such as 2026-12-03T00:00:00Z"
+                        ),
                     )
                 }),
         }
@@ -781,7 +856,12 @@ fn decode_cursor(cursor: &str) -> Option<(NaiveDateTime, String)> {
     let (micros, id) = raw.split_once('|')?;
     uuid::Uuid::parse_str(id).ok()?;
     let at = DateTime::from_timestamp_micros(micros.parse().ok()?)?.naive_utc();
-    Some((at, id.to_owned()))
+    in_storable_range(&at).then(|| (at, id.to_owned()))
+}
+
+/// Times both backends store and compare alike (SQLite compares them as text: four-digit years only).
+fn in_storable_range(at: &NaiveDateTime) -> bool {
+    (1970..=9999).contains(&at.year())
 }
 
 /// What a subject needs to log in.
@@ -823,11 +903,20 @@ pub fn collect_credentials(
         ));
     }
     let subject = caller.id.as_str();
-    let Some(sealed) = db::requests::take_credentials(conn, id, subject, now)? else {
-        return Err(ServiceError::gone(
-            "credentials_already_collected",
-            "the credentials were handed out once and are no longer stored; end this access and request again if they were lost",
-        ));
+    let sealed = match db::requests::take_credentials(conn, id, subject, now)? {
+        db::requests::Taken::Credentials(sealed) => sealed,
+        db::requests::Taken::AlreadyCollected => {
+            return Err(ServiceError::gone(
+                "credentials_already_collected",
+                "the credentials were handed out once and are no longer stored; end this access and request again if they were lost",
+            ));
+        }
+        db::requests::Taken::NotActive(status) => {
+            return Err(ServiceError::conflict(
+                "not_active",
+                format!("the request is {status}; credentials are available while it is active"),
+            ));
+        }
     };
     let open = |sealed: &str, context: &str| -> Result<Zeroizing<String>, ServiceError> {
         let plain = sealer.open(sealed, context).map_err(|e| {

@@ -101,6 +101,28 @@ async fn responses_carry_browser_hardening_and_cors_only_for_listed_origins() {
     let r = app.http.get(url("/requests/some-id")).send().await.unwrap();
     assert_eq!(r.status(), 200);
     assert!(r.text().await.unwrap().contains("<title>t</title>"));
+    // Where the browser client is served, API paths still answer in JSON: any case, wrong methods,
+    // undecodable paths.
+    for (method, path, status) in [
+        (reqwest::Method::GET, "/api", 404),
+        (reqwest::Method::GET, "/API/v1/me", 404),
+        (reqwest::Method::DELETE, "/api/v1/requests", 405),
+        (reqwest::Method::POST, "/api/v1/me", 405),
+        (reqwest::Method::GET, "/..%2f..%2fetc%2fpasswd", 400),
+    ] {
+        let r = app
+            .http
+            .request(method.clone(), url(path))
+            .send()
+            .await
+            .unwrap();
+        let (got, body) = crate::helpers::read(r).await;
+        assert_eq!(got, status, "{method} {path}: {body}");
+        assert!(
+            body["code"].is_string() && body["message"].is_string(),
+            "{body}"
+        );
+    }
 
     // A listed origin gets its preflight answered and may read answers.
     let token = app.token("alice", &[]);

@@ -4,5 +4,6 @@
 mod contract;
 mod helpers;
 mod journey;
+mod lifecycle;
 mod platform;
 mod validation;

@@ -97,6 +97,10 @@ pub fn RequestPage() -> impl IntoView {
                             {r.decided_by.clone().map(|by| view! {
                                 <dt>"Decided by"</dt><dd>{by} {r.decision_comment.clone().map(|c| view! { ": " <q class="comment">{c}</q> })}</dd>
                             })}
+                            {r.ended_by.clone().map(|by| view! {
+                                <dt>"Ended by"</dt>
+                                <dd>{by} {(r.status == "granting").then_some(" — the accounts are removed as soon as they exist")}</dd>
+                            })}
                             <dt>"Access ends"</dt>
                             <dd class="mono countdown">{move || match expires {
                                 Some(end) if status == "active" => format!("{} (in {})", when(&end), countdown(now.get(), end)),

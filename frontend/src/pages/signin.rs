@@ -31,7 +31,7 @@ pub fn SignIn() -> impl IntoView {
                     on:input=move |ev| token.set(event_target_value(&ev))></textarea>
                 <button type="submit" class="primary">"Sign in"</button>
             </form>
-            <p class="hint">"Get one with " <code>"gatekeeper token --sub you --groups …"</code>
+            <p class="hint">"Get one with " <code>"gatekeeper token --sub you --groups your-team"</code>
                 ". It is kept for this browser tab only."</p>
             {move || match demo.get() {
                 Load::Ready(ids) if !ids.is_empty() => Some(view! {
