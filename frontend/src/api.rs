@@ -303,3 +303,165 @@ pub struct CommentBody {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub comment: Option<String>,
 }
+
+/// The client reads every answer the committed contract (`openapi/openapi.json`, generated from the
+/// server's code) describes: for each type, a sample built from the schema — once with every
+/// nullable field null, once with every field filled — must deserialize. A field the server renames,
+/// drops or makes nullable breaks this test, not the browser.
+#[cfg(test)]
+mod contract_tests {
+    use serde::de::DeserializeOwned;
+    use serde_json::{Map, Value, json};
+
+    use super::*;
+
+    const CONTRACT: &str = include_str!("../../openapi/openapi.json");
+
+    fn schemas() -> Map<String, Value> {
+        let doc: Value = serde_json::from_str(CONTRACT).expect("the contract is JSON");
+        doc["components"]["schemas"]
+            .as_object()
+            .expect("schemas")
+            .clone()
+    }
+
+    /// A value of `schema`; `nulls`: nullable fields are null (else filled).
+    fn sample(schemas: &Map<String, Value>, schema: &Value, nulls: bool, depth: usize) -> Value {
+        assert!(depth < 20, "the schema nests too deep: {schema}");
+        if let Some(r) = schema["$ref"].as_str() {
+            let name = r.trim_start_matches("#/components/schemas/");
+            return sample(schemas, &schemas[name], nulls, depth + 1);
+        }
+        if let Some(parts) = schema["allOf"].as_array() {
+            let mut merged = Map::new();
+            for part in parts {
+                if let Value::Object(o) = sample(schemas, part, nulls, depth + 1) {
+                    merged.extend(o);
+                }
+            }
+            return Value::Object(merged);
+        }
+        for key in ["oneOf", "anyOf"] {
+            if let Some(options) = schema[key].as_array() {
+                let null = options.iter().any(|o| o["type"] == "null");
+                if null && nulls {
+                    return Value::Null;
+                }
+                let option = options
+                    .iter()
+                    .find(|o| o["type"] != "null")
+                    .expect("an option");
+                return sample(schemas, option, nulls, depth + 1);
+            }
+        }
+        if let Some(values) = schema["enum"].as_array() {
+            return values[0].clone();
+        }
+        let types: Vec<&str> = match &schema["type"] {
+            Value::String(t) => vec![t.as_str()],
+            Value::Array(ts) => ts.iter().filter_map(Value::as_str).collect(),
+            _ => vec!["object"],
+        };
+        if nulls && types.contains(&"null") {
+            return Value::Null;
+        }
+        match types
+            .iter()
+            .find(|t| **t != "null")
+            .copied()
+            .unwrap_or("null")
+        {
+            "string" if schema["format"] == "date-time" => json!("2026-12-03T10:00:00Z"),
+            "string" => json!("text"),
+            "integer" => json!(7),
+            "number" => json!(1.5),
+            "boolean" => json!(true),
+            "array" => json!([sample(schemas, &schema["items"], nulls, depth + 1)]),
+            "null" => Value::Null,
+            _ => {
+                let mut object = Map::new();
+                if let Some(props) = schema["properties"].as_object() {
+                    for (name, prop) in props {
+                        object.insert(name.clone(), sample(schemas, prop, nulls, depth + 1));
+                    }
+                }
+                if schema
+                    .get("additionalProperties")
+                    .is_some_and(Value::is_object)
+                {
+                    object.insert(
+                        "extra".into(),
+                        sample(schemas, &schema["additionalProperties"], nulls, depth + 1),
+                    );
+                }
+                Value::Object(object)
+            }
+        }
+    }
+
+    fn reads<T: DeserializeOwned>(schema: &str) {
+        let all = schemas();
+        let definition = all
+            .get(schema)
+            .unwrap_or_else(|| panic!("the contract has no schema {schema}"));
+        for nulls in [true, false] {
+            let value = sample(&all, definition, nulls, 0);
+            if let Err(e) = serde_json::from_value::<T>(value.clone()) {
+                panic!(
+                    "the client cannot read {schema} (nullable fields {}): {e}\n{value:#}",
+                    if nulls { "null" } else { "filled" }
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_client_reads_every_answer_it_uses() {
+        reads::<Me>("MeResponse");
+        reads::<DemoIdentity>("DemoIdentityResponse");
+        reads::<InstancePage>("InstancePage");
+        reads::<RequestPage>("RequestPage");
+        reads::<RequestDetail>("RequestDetailResponse");
+        reads::<Credentials>("CredentialsResponse");
+        reads::<ApiError>("ErrorBody");
+    }
+
+    #[test]
+    fn what_the_client_sends_is_what_the_contract_takes() {
+        let all = schemas();
+        let allowed = |schema: &str| -> Vec<String> {
+            all[schema]["properties"]
+                .as_object()
+                .expect("properties")
+                .keys()
+                .cloned()
+                .collect()
+        };
+        let body = serde_json::to_value(NewRequest {
+            environment: "dev".into(),
+            instance_ids: vec!["i-0123456789abcdef0".into()],
+            subjects: Some(vec!["alice".into()]),
+            duration_minutes: 30,
+            reason: "check".into(),
+            ticket: Some("OPS-1".into()),
+        })
+        .unwrap();
+        let sent: Vec<String> = body.as_object().unwrap().keys().cloned().collect();
+        let create = allowed("CreateRequestBody");
+        assert!(
+            sent.iter().all(|k| create.contains(k)),
+            "{sent:?} vs {create:?}"
+        );
+        let comment = serde_json::to_value(CommentBody {
+            comment: Some("ok".into()),
+        })
+        .unwrap();
+        assert!(
+            comment
+                .as_object()
+                .unwrap()
+                .keys()
+                .all(|k| allowed("CommentBody").contains(k))
+        );
+    }
+}
