@@ -124,7 +124,12 @@ impl TokenAuthority {
                 "the token is issued in the future (iat)".into(),
             ));
         }
-        if claims.exp - claims.iat > MAX_TOKEN_LIFETIME_DAYS * 86_400 {
+        if claims.iat < 0 {
+            return Err(AuthError::Invalid(
+                "the token is issued before 1970 (iat)".into(),
+            ));
+        }
+        if claims.exp.saturating_sub(claims.iat) > MAX_TOKEN_LIFETIME_DAYS * 86_400 {
             return Err(AuthError::Invalid(format!(
                 "the token lives longer than {MAX_TOKEN_LIFETIME_DAYS} days"
             )));

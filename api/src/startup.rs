@@ -134,6 +134,10 @@ fn server(listener: TcpListener, ctx: Context) -> anyhow::Result<Server> {
             .wrap(http::error::json_error_bodies())
             .wrap(actix_web::middleware::from_fn(http::headers::cors))
             .wrap(http::headers::security_headers())
+            // `//api/v1/…` is `/api/v1/…`, not a path of the browser client.
+            .wrap(actix_web::middleware::NormalizePath::new(
+                actix_web::middleware::TrailingSlash::MergeOnly,
+            ))
             .wrap(tracing_actix_web::TracingLogger::default())
             .app_data(data.clone())
             .configure(http::configure);
@@ -177,7 +181,11 @@ async fn spa_fallback(
         let response = actix_web::ResponseError::error_response(&err);
         return Ok(ServiceResponse::new(req, response));
     }
-    let file = actix_files::NamedFile::open_async(index).await?;
-    let response = file.into_response(&req);
+    let response = match actix_files::NamedFile::open_async(index).await {
+        Ok(file) => file.into_response(&req),
+        Err(e) => actix_web::ResponseError::error_response(&http::error::ApiError::internal(
+            format!("the browser client's index.html cannot be read: {e}"),
+        )),
+    };
     Ok(ServiceResponse::new(req, response))
 }

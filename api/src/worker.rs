@@ -17,7 +17,7 @@ use crate::crypto;
 use crate::db::events::{self, Event};
 use crate::db::jobs::{self, JobKind};
 use crate::db::models::{GrantRow, JobRow, RequestRow, SubjectRow};
-use crate::db::{self, DbError};
+use crate::db::{self, DbConnection, DbError};
 use crate::documents::DocumentKind;
 use crate::domain::{GrantStatus, Platform, RequestStatus, expiry_parameter};
 use crate::service::requests::{
@@ -186,6 +186,26 @@ impl Worker {
             .to_string()
     }
 
+    /// Renews the lease on `job` before work that must not run twice (sending commands). Fails the
+    /// step when another worker has taken the job over.
+    async fn keep_lease(&self, job: &JobRow) -> Result<(), JobError> {
+        let until = self.ctx.clock.now_naive()
+            + Duration::seconds(self.ctx.settings.worker.lease_seconds as i64);
+        let (id, me) = (job.id.clone(), self.id.clone());
+        if self
+            .ctx
+            .db(move |conn| jobs::renew(conn, &id, &me, until))
+            .await?
+        {
+            Ok(())
+        } else {
+            Err(JobError::Other(format!(
+                "the lease on {} passed to another worker; this step stops",
+                job.id
+            )))
+        }
+    }
+
     async fn request(&self, id: &str) -> Result<RequestRow, JobError> {
         let id = id.to_owned();
         self.ctx
@@ -275,6 +295,51 @@ impl Worker {
             .map(|s| (s.subject.clone(), s))
             .collect();
 
+        // Access ended while it was being granted: nothing more is sent (grants that may have been
+        // sent are followed, then everything is removed).
+        let ended = self.request(&rid).await?.ended_by.is_some();
+        if ended {
+            let pending: Vec<GrantRow> = grants
+                .iter()
+                .filter(|g| {
+                    g.status == GrantStatus::Pending.as_str()
+                        || g.status == GrantStatus::Sending.as_str()
+                })
+                .cloned()
+                .collect();
+            if !pending.is_empty() {
+                let now = self.ctx.clock.now_naive();
+                self.ctx
+                    .db(move |conn| {
+                        for g in &pending {
+                            // Never sent: nothing to remove; maybe sent (an answer was lost):
+                            // failed, and removed later like any account that may exist.
+                            let status = if g.status == GrantStatus::Pending.as_str() {
+                                GrantStatus::Refused
+                            } else {
+                                GrantStatus::Failed
+                            };
+                            db::requests::finish_grant(
+                                conn,
+                                &g.request_id,
+                                &g.subject,
+                                &g.instance_id,
+                                status,
+                                Some("access ended before this grant was sent"),
+                                now,
+                            )?;
+                        }
+                        Ok::<_, DbError>(())
+                    })
+                    .await?;
+            }
+        }
+        let grants = if ended {
+            self.grants(&rid).await?
+        } else {
+            grants
+        };
+
         // Send the create document to every grant not sent yet.
         let prefix = &self.ctx.settings.documents.name_prefix;
         let unsent: Vec<&GrantRow> = grants
@@ -287,6 +352,7 @@ impl Worker {
             })
             .collect();
         for batch in batches(&unsent) {
+            self.keep_lease(job).await?;
             let first = batch[0];
             let subject = subjects
                 .get(&first.subject)
@@ -343,19 +409,31 @@ impl Worker {
                 .await
             {
                 Ok(refused) => {
-                    // Instances that cannot take commands get no account: those grants fail now.
+                    // Instances that cannot take commands get no account: those grants fail now. One
+                    // that an earlier attempt may have reached ("sending" when this step began) is
+                    // failed, and so removed later; only a first refusal means nothing arrived.
                     if !refused.is_empty() {
                         let now = self.ctx.clock.now_naive();
                         let (id, subject) = (rid.clone(), first.subject.clone());
+                        let first_try: Vec<String> = batch
+                            .iter()
+                            .filter(|g| g.status == GrantStatus::Pending.as_str())
+                            .map(|g| g.instance_id.clone())
+                            .collect();
                         self.ctx
                             .db(move |conn| {
                                 for (instance, msg) in &refused {
+                                    let status = if first_try.contains(instance) {
+                                        GrantStatus::Refused
+                                    } else {
+                                        GrantStatus::Failed
+                                    };
                                     db::requests::finish_grant(
                                         conn,
                                         &id,
                                         &subject,
                                         instance,
-                                        GrantStatus::Failed,
+                                        status,
                                         Some(msg),
                                         now,
                                     )?;
@@ -380,8 +458,19 @@ impl Worker {
                             (rid.clone(), first.subject.clone(), e.to_string());
                         self.ctx
                         .db(move |conn| {
+                            // Instances this step did reach are followed as usual; the others fail
+                            // (and, as a send may have arrived, their removal is sent later).
+                            let current = db::requests::grants(conn, &id)?;
                             for instance in &ids {
-                                db::requests::finish_grant(conn, &id, &subject, instance, GrantStatus::Failed, Some(&msg), now)?;
+                                let unsent = current.iter().any(|g| {
+                                    g.subject == subject
+                                        && &g.instance_id == instance
+                                        && (g.status == GrantStatus::Pending.as_str()
+                                            || g.status == GrantStatus::Sending.as_str())
+                                });
+                                if unsent {
+                                    db::requests::finish_grant(conn, &id, &subject, instance, GrantStatus::Failed, Some(&msg), now)?;
+                                }
                             }
                             events::append(
                                 conn,
@@ -417,6 +506,21 @@ impl Worker {
         let all_active = grants
             .iter()
             .all(|g| g.status == GrantStatus::Active.as_str());
+        // A create whose send failed may still arrive (SSM may have taken it): its removal waits
+        // until such a command would have run, so that it cannot overtake it.
+        let uncertain = grants
+            .iter()
+            .any(|g| g.status == GrantStatus::Failed.as_str() && g.command_id.is_none());
+        let cleanup_at = if uncertain {
+            self.ctx.clock.now_naive()
+                + Duration::seconds(
+                    i64::from(DELIVERY_TIMEOUT_SECONDS)
+                        + self.ctx.settings.worker.command_timeout_seconds as i64
+                        + 30,
+                )
+        } else {
+            self.ctx.clock.now_naive()
+        };
         let now = self.ctx.clock.now_naive();
         let id = rid.clone();
         let failed: Vec<String> = grants
@@ -427,15 +531,22 @@ impl Worker {
         self.ctx
             .db(move |conn| {
                 diesel::Connection::transaction::<_, DbError, _>(conn, |conn| {
-                    if all_active {
+                    let ended = |conn: &mut DbConnection| -> Result<(), DbError> {
+                        // Ending it was asked for while the accounts were being made: remove them now.
+                        if db::requests::set_status(conn, &id, &[RequestStatus::Granting], RequestStatus::Revoking, now)? {
+                            db::requests::wipe_private_keys(conn, &id)?;
+                            events::append(conn, Event::system(&id, "granted_then_revoked"), now)?;
+                            jobs::enqueue(conn, JobKind::Revoke, &id, cleanup_at, now)?;
+                            tracing::info!(request = %id, "access ended while it was being granted; removing");
+                        }
+                        Ok(())
+                    };
+                    let ended_by = db::requests::get(conn, &id)?.and_then(|r| r.ended_by);
+                    if ended_by.is_some() {
+                        ended(conn)?;
+                    } else if all_active {
                         if !db::requests::activate(conn, &id, now)? {
-                            // Ending it was asked for while the accounts were being made: remove them now.
-                            if db::requests::set_status(conn, &id, &[RequestStatus::Granting], RequestStatus::Revoking, now)? {
-                                db::requests::wipe_private_keys(conn, &id)?;
-                                events::append(conn, Event::system(&id, "granted_then_revoked"), now)?;
-                                jobs::enqueue(conn, JobKind::Revoke, &id, now, now)?;
-                                tracing::info!(request = %id, "access ended while it was being granted; removing");
-                            }
+                            ended(conn)?;
                         } else {
                             events::append(
                                 conn,
@@ -457,7 +568,7 @@ impl Worker {
                             now,
                         )?;
                         // Remove whatever was created on the instances where the grant did work.
-                        jobs::enqueue(conn, JobKind::Revoke, &id, now, now)?;
+                        jobs::enqueue(conn, JobKind::Revoke, &id, cleanup_at, now)?;
                         tracing::warn!(request = %id, failed = ?failed, "granting failed; cleaning up");
                     }
                     Ok(())
@@ -483,7 +594,10 @@ impl Worker {
             .await?;
         let moved: Vec<(GrantRow, String)> = grants
             .iter()
-            .filter(|g| g.status == GrantStatus::Pending.as_str())
+            .filter(|g| {
+                g.status == GrantStatus::Pending.as_str()
+                    || g.status == GrantStatus::Sending.as_str()
+            })
             .filter_map(|g| {
                 let row = inventory.iter().find(|i| i.id == g.instance_id);
                 let why = match row {
@@ -511,7 +625,14 @@ impl Worker {
                 diesel::Connection::transaction::<_, DbError, _>(conn, |conn| {
                     for (g, why) in &moved {
                         tracing::warn!(request = %g.request_id, instance = %g.instance_id, reason = %why, "not granting");
-                        db::requests::finish_grant(conn, &g.request_id, &g.subject, &g.instance_id, GrantStatus::Failed, Some(why), now)?;
+                        // Never sent: nothing to remove. Maybe sent by an attempt whose answer was lost:
+                        // failed, and removed later like any account that may exist.
+                        let status = if g.status == GrantStatus::Pending.as_str() {
+                            GrantStatus::Refused
+                        } else {
+                            GrantStatus::Failed
+                        };
+                        db::requests::finish_grant(conn, &g.request_id, &g.subject, &g.instance_id, status, Some(why), now)?;
                         events::append(
                             conn,
                             Event::system(&g.request_id, "grant_refused")
@@ -742,31 +863,38 @@ impl Worker {
         }
     }
 
-    /// Removals SSM refused to send. A terminated instance (or one gone from EC2) took the account
-    /// with it: that grant is removed. Any other (stopped, agent unregistered) keeps the account until
-    /// it runs again: the grant is `remove_failed`, and the revoke retries and alerts until it works.
+    /// Removals SSM refused to send. EC2 is asked afresh (not the inventory, which may lag or not see
+    /// everything): an instance it reports terminated, or no longer reports at all, took the account
+    /// with it, and that grant is removed. Any other (stopped, agent unregistered, or EC2 cannot be
+    /// asked) keeps the account until it runs again: the grant is `remove_failed`, and the revoke
+    /// retries and alerts until it works.
     async fn refused_removals(
         &self,
         rid: &str,
+        region: &str,
         subject: &str,
         os_user: &str,
         refused: Vec<(String, String)>,
     ) -> Result<(), JobError> {
-        let ids: Vec<String> = refused.iter().map(|(i, _)| i.clone()).collect();
-        let inventory = self
-            .ctx
-            .db(move |conn| db::instances::by_ids(conn, &ids))
-            .await?;
+        let fleet = match self.ctx.fleet.describe_instances(region).await {
+            Ok(fleet) => Some(fleet),
+            Err(e) => {
+                tracing::warn!(region, error = %e, "cannot ask EC2 whether refused instances still exist");
+                None
+            }
+        };
         let now = self.ctx.clock.now_naive();
         let (id, subject, os_user) = (rid.to_owned(), subject.to_owned(), os_user.to_owned());
         self.ctx
             .db(move |conn| {
                 diesel::Connection::transaction::<_, DbError, _>(conn, |conn| {
                     for (instance, why) in &refused {
-                        let gone = inventory
-                            .iter()
-                            .find(|i| &i.id == instance)
-                            .is_none_or(|i| i.state == "terminated");
+                        let gone = fleet.as_ref().is_some_and(|fleet| {
+                            fleet
+                                .iter()
+                                .find(|i| &i.id == instance)
+                                .is_none_or(|i| i.state == "terminated")
+                        });
                         if gone {
                             let note = "the instance is terminated: the account went with it";
                             db::requests::finish_grant(conn, &id, &subject, instance, GrantStatus::Removed, Some(note), now)?;
@@ -992,7 +1120,7 @@ impl Worker {
             .iter()
             .filter(|g| {
                 g.status == GrantStatus::Pending.as_str()
-                    || (g.status == GrantStatus::Failed.as_str() && g.command_id.is_none())
+                    || g.status == GrantStatus::Refused.as_str()
             })
             .cloned()
             .collect();
@@ -1040,6 +1168,7 @@ impl Worker {
             })
             .collect();
         for batch in batches(&to_remove) {
+            self.keep_lease(job).await?;
             let first = batch[0];
             let ids: Vec<String> = batch.iter().map(|g| g.instance_id.clone()).collect();
             let document = if first.platform == Platform::Windows.as_str() {
@@ -1069,7 +1198,7 @@ impl Worker {
                 )
                 .await?;
             if !refused.is_empty() {
-                self.refused_removals(&rid, &first.subject, &first.os_user, refused)
+                self.refused_removals(&rid, &first.region, &first.subject, &first.os_user, refused)
                     .await?;
             }
         }
@@ -1115,7 +1244,6 @@ impl Worker {
 
         let now = self.ctx.clock.now_naive();
         let id = rid.clone();
-        let ended_by = request.ended_by.clone();
         self.ctx
             .db(move |conn| {
                 diesel::Connection::transaction::<_, DbError, _>(conn, |conn| {
@@ -1124,6 +1252,8 @@ impl Worker {
                         events::append(conn, Event::system(&id, "cleanup_done"), now)?;
                         return Ok(());
                     }
+                    // Who ended it, as stored now: an early revoke may have come after this step began.
+                    let ended_by = db::requests::get(conn, &id)?.and_then(|r| r.ended_by);
                     let (to, action) = if ended_by.is_some() {
                         (RequestStatus::Revoked, "revoked")
                     } else {

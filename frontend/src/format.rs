@@ -61,6 +61,7 @@ pub fn status_label(status: &str) -> (&'static str, &'static str) {
         "rejected" => ("Rejected", "st-bad"),
         "canceled" => ("Canceled", "st-done"),
         "failed" => ("Failed", "st-bad"),
+        "refused" => ("Not granted", "st-done"),
         "remove_failed" => ("Removal failed", "st-bad"),
         _ => ("Unknown", "st-done"),
     }
@@ -69,9 +70,10 @@ pub fn status_label(status: &str) -> (&'static str, &'static str) {
 /// How many grants are in each status, in a stable order (the most urgent first), for a compact
 /// summary of requests with many subjects × instances.
 pub fn grant_tally<'a>(statuses: impl IntoIterator<Item = &'a str>) -> Vec<(String, usize)> {
-    const ORDER: [&str; 8] = [
+    const ORDER: [&str; 9] = [
         "remove_failed",
         "failed",
+        "refused",
         "sending",
         "sent",
         "removing",
@@ -173,6 +175,7 @@ mod tests {
     fn statuses() {
         assert_eq!(status_label("pending_approval").0, "Pending approval");
         assert_eq!(status_label("remove_failed").1, "st-bad");
+        assert_eq!(status_label("refused").0, "Not granted");
         assert_eq!(status_label("nonsense").0, "Unknown");
         assert!(is_final("expired") && !is_final("active"));
     }

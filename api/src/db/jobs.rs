@@ -115,6 +115,20 @@ pub fn claim_due(
     Ok(None)
 }
 
+/// Extends this worker's lease on a job. Returns false when another worker holds it now (this one's
+/// lease ran out): the step must stop before it sends anything more.
+pub fn renew(
+    conn: &mut DbConnection,
+    id: &str,
+    worker_id: &str,
+    until: NaiveDateTime,
+) -> DbResult<bool> {
+    let renewed = diesel::update(jobs::table.find(id).filter(jobs::locked_by.eq(worker_id)))
+        .set(jobs::locked_until.eq(Some(until)))
+        .execute(conn)?;
+    Ok(renewed == 1)
+}
+
 /// The job is done: remove it (only if this worker still holds it).
 pub fn complete(conn: &mut DbConnection, id: &str, worker_id: &str) -> DbResult<()> {
     diesel::delete(jobs::table.find(id).filter(jobs::locked_by.eq(worker_id))).execute(conn)?;

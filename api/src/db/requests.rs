@@ -221,19 +221,23 @@ pub fn take_credentials(
     now: NaiveDateTime,
 ) -> DbResult<Taken> {
     conn.transaction(|conn| {
-        let status: String = match conn {
+        let (status, expires_at): (String, Option<NaiveDateTime>) = match conn {
             DbConnection::Postgres(c) => requests::table
                 .find(request_id)
-                .select(requests::status)
+                .select((requests::status, requests::expires_at))
                 .for_update()
                 .first(c)?,
             DbConnection::Sqlite(c) => requests::table
                 .find(request_id)
-                .select(requests::status)
+                .select((requests::status, requests::expires_at))
                 .first(c)?,
         };
         if status != RequestStatus::Active.as_str() {
             return Ok(Taken::NotActive(status));
+        }
+        // The end of access has come even if the revoke has not run yet (worker busy or down).
+        if expires_at.is_none_or(|end| end <= now) {
+            return Ok(Taken::NotActive("past its end of access".into()));
         }
         let private_key: Option<Option<String>> = request_subjects::table
             .find((request_id, subject))

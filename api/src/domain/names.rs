@@ -244,23 +244,41 @@ impl EnvironmentName {
     }
 }
 
-/// Invisible characters that change how text reads: bidirectional overrides and isolates, zero-width
-/// characters and joiners, line and paragraph separators, fillers that render as blanks, tag
-/// characters, the byte-order mark. They let a reason read differently to an approver than it is (or
-/// hide text from them).
+/// Invisible characters that change how text reads or hide text: every format character (Unicode
+/// category Cf: bidirectional overrides and isolates, zero-width characters and joiners, the
+/// byte-order mark, tag characters, Arabic and other number marks, Egyptian format controls…) and
+/// every other default-ignorable one (fillers that render as blanks, the combining grapheme joiner,
+/// unassigned ignorables), line and paragraph separators, and blank-looking Braille. Variation
+/// selectors are not here: one after a character is how emoji and some scripts are written; a run
+/// of them (which can carry a hidden payload) is refused by [`has_control`].
 pub fn is_format_char(c: char) -> bool {
     matches!(c,
-        '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}' | '\u{1160}' | '\u{17B4}' | '\u{17B5}'
-        | '\u{180E}' | '\u{200B}'..='\u{200F}' | '\u{2028}'..='\u{202E}'
-        | '\u{2060}'..='\u{206F}' | '\u{3164}' | '\u{FEFF}'
-        | '\u{FFA0}' | '\u{FFF9}'..='\u{FFFB}' | '\u{1BCA0}'..='\u{1BCA3}'
-        | '\u{1D173}'..='\u{1D17A}' | '\u{E0000}'..='\u{E007F}')
+        '\u{00AD}' | '\u{034F}' | '\u{0600}'..='\u{0605}' | '\u{061C}' | '\u{06DD}' | '\u{070F}'
+        | '\u{0890}'..='\u{0891}' | '\u{08E2}' | '\u{115F}' | '\u{1160}' | '\u{17B4}' | '\u{17B5}'
+        | '\u{180E}' | '\u{200B}'..='\u{200F}' | '\u{2028}'..='\u{202E}' | '\u{2060}'..='\u{206F}'
+        | '\u{2800}' | '\u{3164}' | '\u{FEFF}' | '\u{FFA0}' | '\u{FFF0}'..='\u{FFFB}'
+        | '\u{110BD}' | '\u{110CD}' | '\u{13430}'..='\u{1345F}' | '\u{1BCA0}'..='\u{1BCA3}'
+        | '\u{1D173}'..='\u{1D17A}' | '\u{E0000}'..='\u{E00FF}' | '\u{E01F0}'..='\u{E0FFF}')
+}
+
+/// Variation selectors (standard, Mongolian, and the supplement).
+fn is_variation_selector(c: char) -> bool {
+    matches!(c, '\u{180B}'..='\u{180D}' | '\u{180F}' | '\u{FE00}'..='\u{FE0F}' | '\u{E0100}'..='\u{E01EF}')
 }
 
 fn has_control(value: &str, allow_newline: bool) -> bool {
-    value
-        .chars()
-        .any(|c| (c.is_control() && !(allow_newline && (c == '\n'))) || is_format_char(c))
+    let mut previous: Option<char> = None;
+    for c in value.chars() {
+        if (c.is_control() && !(allow_newline && c == '\n')) || is_format_char(c) {
+            return true;
+        }
+        // One selector after a character is writing; a selector first or after another is hiding.
+        if is_variation_selector(c) && previous.is_none_or(is_variation_selector) {
+            return true;
+        }
+        previous = Some(c);
+    }
+    false
 }
 
 /// A display name or e-mail from a token, made safe to store and show: control and invisible
@@ -292,6 +310,13 @@ impl Reason {
             return Err(ValidationError::new(
                 "invalid_reason",
                 "reason must not contain control or invisible formatting characters",
+            ));
+        }
+        // Something an approver can read: blanks of any kind do not explain anything.
+        if value.chars().filter(|c| c.is_alphanumeric()).count() < Self::MIN {
+            return Err(ValidationError::new(
+                "invalid_reason",
+                "reason must say in words why access is needed",
             ));
         }
         Ok(Self(value.to_owned()))
@@ -535,8 +560,15 @@ mod tests {
                 hidden as u32
             );
         }
-        // Letters of any script are fine.
+        // Letters of any script are fine, and so is one variation selector after a character.
         assert!(Reason::parse("Zugriff für Überprüfung — 检查日志 ❤️").is_ok());
+        // A run of selectors (a hidden payload), or one with nothing before it, is not.
+        assert!(Reason::parse("fine\u{FE0F}\u{FE0F}\u{FE0F} text").is_err());
+        assert!(Reason::parse("fine \u{E0100}\u{E0101}\u{E0102} text").is_err());
+        assert!(Reason::parse("\u{FE0F}fine text").is_err());
+        // Blanks do not explain anything.
+        assert!(Reason::parse("\u{3000}\u{3000}\u{3000}  ...").is_err());
+        assert!(Reason::parse("!!! ??? ...").is_err());
         assert_eq!(
             clean_display("Ni\u{0}na\u{1b}[31m\u{202E}x", 128).as_deref(),
             Some("Nina[31mx")

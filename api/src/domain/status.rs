@@ -88,6 +88,9 @@ str_enum!(
         Active => "active",
         /// The create command failed on this instance.
         Failed => "failed",
+        /// No create command was sent, and none could have arrived: the instance left the environment,
+        /// or SSM refused it the first time. Nothing to remove.
+        Refused => "refused",
         /// The remove command was sent; waiting for its result.
         Removing => "removing",
         /// The account (or this grant's key) is gone from the instance.

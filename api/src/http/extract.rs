@@ -54,13 +54,15 @@ where
     type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Self, ApiError>>>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let json = is_json(req);
         let bytes = web::Bytes::from_request(req, payload);
         Box::pin(async move {
-            let bytes = bytes.await.map_err(|e| {
-                ApiError::bad_request("invalid_body", format!("the body cannot be read: {e}"))
-            })?;
+            let bytes = bytes.await.map_err(unreadable)?;
             if bytes.iter().all(u8::is_ascii_whitespace) {
                 return Ok(OptionalJson(T::default()));
+            }
+            if !json {
+                return Err(not_json());
             }
             parse_object(&bytes).map(OptionalJson)
         })
@@ -80,29 +82,47 @@ where
     type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Self, ApiError>>>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let json = req
-            .headers()
-            .get(actix_web::http::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(';').next())
-            .is_some_and(|v| {
-                let v = v.trim();
-                v.eq_ignore_ascii_case("application/json")
-                    || (v.len() > 5 && v[v.len() - 5..].eq_ignore_ascii_case("+json"))
-            });
+        let json = is_json(req);
         let bytes = web::Bytes::from_request(req, payload);
         Box::pin(async move {
             if !json {
-                return Err(ApiError::bad_request(
-                    "invalid_body",
-                    "send the body as JSON with Content-Type: application/json",
-                ));
+                return Err(not_json());
             }
-            let bytes = bytes.await.map_err(|e| {
-                ApiError::bad_request("invalid_body", format!("the body cannot be read: {e}"))
-            })?;
+            let bytes = bytes.await.map_err(unreadable)?;
             parse_object(&bytes).map(JsonObject)
         })
+    }
+}
+
+/// `Content-Type: application/json` (or another `…+json` type).
+fn is_json(req: &HttpRequest) -> bool {
+    req.headers()
+        .get(actix_web::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| {
+            let v = v.trim();
+            v.eq_ignore_ascii_case("application/json")
+                || (v.len() > 5 && v[v.len() - 5..].eq_ignore_ascii_case("+json"))
+        })
+}
+
+fn not_json() -> ApiError {
+    ApiError::bad_request(
+        "invalid_body",
+        "send the body as JSON with Content-Type: application/json",
+    )
+}
+
+fn unreadable(e: actix_web::Error) -> ApiError {
+    if e.as_response_error().status_code() == actix_web::http::StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::new(
+            actix_web::http::StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            "the body is larger than 64 KiB",
+        )
+    } else {
+        ApiError::bad_request("invalid_body", format!("the body cannot be read: {e}"))
     }
 }
 

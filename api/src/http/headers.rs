@@ -38,12 +38,26 @@ pub async fn cors(
         .get(header::ORIGIN)
         .and_then(|o| o.to_str().ok())
         .map(str::to_owned);
+    let configured = req
+        .app_data::<web::Data<Context>>()
+        .is_some_and(|ctx| !ctx.settings.cors_origins.is_empty());
+    // Scheme and host compare without regard to case.
     let allowed = origin.filter(|o| {
-        req.app_data::<web::Data<Context>>()
-            .is_some_and(|ctx| ctx.settings.cors_origins.iter().any(|a| a == o))
+        req.app_data::<web::Data<Context>>().is_some_and(|ctx| {
+            ctx.settings
+                .cors_origins
+                .iter()
+                .any(|a| a.eq_ignore_ascii_case(o))
+        })
     });
     let Some(origin) = allowed else {
-        return Ok(next.call(req).await?.map_into_left_body());
+        let mut res = next.call(req).await?;
+        if configured {
+            // The answer depends on the Origin header: caches must keep them apart.
+            res.headers_mut()
+                .append(header::VARY, header::HeaderValue::from_static("Origin"));
+        }
+        return Ok(res.map_into_left_body());
     };
     let preflight = req.method() == Method::OPTIONS
         && req

@@ -361,7 +361,7 @@ pub async fn create_request(
     let detail = ctx
         .db(move |conn| {
             let (row, _) = svc::create(conn, &settings, now, &caller, input)?;
-            svc::detail(conn, &settings, &caller, &row.id)
+            svc::detail(conn, &settings, now, &caller, &row.id)
         })
         .await?;
     ctx.worker_wake.notify_one();
@@ -442,8 +442,9 @@ pub async fn get_request(
 ) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
     let settings = ctx.settings.clone();
+    let now = ctx.clock.now_naive();
     let detail = ctx
-        .db(move |conn| svc::detail(conn, &settings, &user.0, &id))
+        .db(move |conn| svc::detail(conn, &settings, now, &user.0, &id))
         .await?;
     Ok(HttpResponse::Ok().json(RequestDetailResponse::from(detail)))
 }
@@ -462,7 +463,7 @@ async fn decide(
     let detail = ctx
         .db(move |conn| {
             svc::decide(conn, &settings, now, &caller, &id, approve, comment)?;
-            svc::detail(conn, &settings, &caller, &id)
+            svc::detail(conn, &settings, now, &caller, &id)
         })
         .await?;
     if approve {
@@ -529,7 +530,6 @@ pub async fn reject_request(
     params(("id" = String, Path, description = "Request id")),
     responses(
         (status = 200, description = "Canceled", body = RequestDetailResponse),
-        (status = 400, description = "`invalid_body`: the body is not a JSON object of this shape", body = ErrorBody),
         (status = 401, description = "No valid bearer token", body = ErrorBody),
         (status = 403, description = "Not the requester", body = ErrorBody),
         (status = 404, description = "No such request, or not visible to the caller", body = ErrorBody),
@@ -550,7 +550,7 @@ pub async fn cancel_request(
     let detail = ctx
         .db(move |conn| {
             svc::cancel(conn, &settings, now, &caller, &id)?;
-            svc::detail(conn, &settings, &caller, &id)
+            svc::detail(conn, &settings, now, &caller, &id)
         })
         .await?;
     Ok(HttpResponse::Ok().json(RequestDetailResponse::from(detail)))
@@ -588,7 +588,7 @@ pub async fn revoke_request(
     let detail = ctx
         .db(move |conn| {
             svc::revoke(conn, &settings, now, &caller, &id, comment)?;
-            svc::detail(conn, &settings, &caller, &id)
+            svc::detail(conn, &settings, now, &caller, &id)
         })
         .await?;
     ctx.worker_wake.notify_one();

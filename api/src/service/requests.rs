@@ -273,10 +273,18 @@ pub fn create(
             });
         }
         // One OS account per person: an id that would land on somebody else's account is refused.
-        for s in &subjects {
-            let (linux, windows) = (s.os_user(), s.windows_user());
-            let names = [linux.as_str(), windows.as_str()];
-            if let Some(other) = db::requests::claim_os_accounts(conn, s.as_str(), &names, now)? {
+        // Names are claimed in one global order, so that two requests claiming the same names
+        // cannot wait on each other (a deadlock on PostgreSQL).
+        let mut claims: Vec<(String, &SubjectId)> = subjects
+            .iter()
+            .flat_map(|s| [(s.os_user().into_inner(), s), (s.windows_user().into_inner(), s)])
+            .collect();
+        claims.sort();
+        claims.dedup();
+        for (name, s) in &claims {
+            if let Some(other) =
+                db::requests::claim_os_accounts(conn, s.as_str(), &[name.as_str()], now)?
+            {
                 tracing::error!(subject = %s, other = %other, "two user ids map to one OS account");
                 return Err(ServiceError::invalid(
                     "os_user_collision",
@@ -424,6 +432,7 @@ fn permissions(
     request: &RequestRow,
     is_subject: bool,
     subject_row: Option<&SubjectRow>,
+    now: NaiveDateTime,
 ) -> Permissions {
     let status = RequestStatus::parse(&request.status);
     let is_requester = request.requester == caller.id.as_str();
@@ -443,6 +452,7 @@ fn permissions(
                 || (status == Some(RequestStatus::Granting) && request.ended_by.is_none())),
         collect_credentials: is_subject
             && status == Some(RequestStatus::Active)
+            && request.expires_at.is_some_and(|end| end > now)
             && subject_row.is_some_and(|s| s.key_collected_at.is_none()),
     }
 }
@@ -450,6 +460,7 @@ fn permissions(
 pub fn detail(
     conn: &mut DbConnection,
     settings: &Settings,
+    now: NaiveDateTime,
     caller: &Identity,
     id: &str,
 ) -> Result<RequestDetail, ServiceError> {
@@ -468,7 +479,7 @@ pub fn detail(
         .collect();
     let events = events::for_request(conn, id)?;
     let own = subjects.iter().find(|s| s.subject == caller.id.as_str());
-    let permissions = permissions(settings, caller, &request, is_subject, own);
+    let permissions = permissions(settings, caller, &request, is_subject, own, now);
     Ok(RequestDetail {
         request,
         subjects,
@@ -698,8 +709,9 @@ pub fn revoke(
     })?;
     if while_granting {
         tracing::info!(request = %id, by = %caller.id, "access to end as soon as granting is done");
+    } else {
+        tracing::info!(request = %id, by = %caller.id, "access revoked early");
     }
-    tracing::info!(request = %id, by = %caller.id, "access revoked early");
     load(conn, id)
 }
 

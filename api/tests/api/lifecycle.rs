@@ -335,3 +335,134 @@ async fn an_os_account_name_belongs_to_one_user_id_even_under_races() {
         .await;
     assert_eq!(status, 201, "{b}");
 }
+
+#[tokio::test]
+async fn no_credentials_after_the_end_even_before_the_revoke_runs() {
+    let app = spawn_app().await;
+    let dev = dev_instances(&app, 1).await;
+    let alice = app.token("alice", &[]);
+    let (_, req) = app
+        .create_request(&alice, json!({"environment": "dev", "instance_ids": dev, "duration_minutes": 30, "reason": "deploy"}))
+        .await;
+    let id = req["id"].as_str().unwrap().to_owned();
+    app.settle().await;
+    let detail = app.request(&alice, &id).await;
+    assert_eq!(detail["status"], "active");
+    // The end passes while the worker is down: the request still says active, the key stays put.
+    let end = chrono::DateTime::parse_from_rfc3339(detail["expires_at"].as_str().unwrap())
+        .unwrap()
+        .with_timezone(&chrono::Utc);
+    app.clock.set(end + chrono::Duration::seconds(1));
+    let detail = app.request(&alice, &id).await;
+    assert_eq!(detail["status"], "active");
+    assert_eq!(detail["permissions"]["collect_credentials"], false);
+    let (status, b) = app
+        .get(&format!("/api/v1/requests/{id}/credentials"), Some(&alice))
+        .await;
+    assert_eq!((status, code(&b)), (409, "not_active"), "{b}");
+    app.settle().await;
+    assert_eq!(app.request(&alice, &id).await["status"], "expired");
+}
+
+#[tokio::test]
+async fn a_create_whose_send_may_have_arrived_is_removed_after_it_could_have_run() {
+    let app = spawn_app().await;
+    let dev = dev_instances(&app, 1).await;
+    let alice = app.token("alice", &[]);
+    // Every attempt to send the create fails in a way that does not say whether SSM took it.
+    app.control("throttle", json!({"account": app.account_id, "calls": 5}))
+        .await;
+    let (_, req) = app
+        .create_request(&alice, json!({"environment": "dev", "instance_ids": dev, "duration_minutes": 30, "reason": "deploy"}))
+        .await;
+    let id = req["id"].as_str().unwrap().to_owned();
+    let failed_at = app.clock.now();
+    app.settle_through_retries().await;
+    let detail = app.request(&alice, &id).await;
+    assert_eq!(detail["status"], "failed", "{detail}");
+    assert_eq!(grant_status(&detail, &dev[0]), "failed", "{detail}");
+    // It is not taken for "never sent": a removal is queued, but not before such a create would have
+    // run (delivery timeout plus the script's time limit), so it cannot overtake it.
+    let removes = |commands: &[aws_sdk_ssm::types::Command]| {
+        commands
+            .iter()
+            .filter(|c| c.document_name() == Some("Gatekeeper-LinuxRemoveUser"))
+            .count()
+    };
+    assert_eq!(removes(&app.commands().await), 0);
+    let jobs = app.ctx.db(gatekeeper::db::jobs::all).await.unwrap();
+    let revoke = jobs
+        .iter()
+        .find(|j| j.kind == "revoke")
+        .expect("a cleanup job");
+    let earliest = failed_at.naive_utc() + chrono::Duration::seconds(60 + 300);
+    assert!(revoke.run_at >= earliest, "{} < {earliest}", revoke.run_at);
+    app.advance_to(revoke.run_at.and_utc()).await;
+    assert_eq!(removes(&app.commands().await), 1);
+    let detail = app.request(&alice, &id).await;
+    assert!(
+        actions(&detail).contains(&"cleanup_done".to_owned()),
+        "{detail}"
+    );
+}
+
+#[tokio::test]
+async fn requests_claiming_the_same_names_in_opposite_orders_do_not_deadlock() {
+    let app = spawn_app().await;
+    let dev = dev_instances(&app, 1).await;
+    let app = &app;
+    let calls = (0..8).map(|i| {
+        let (requester, subjects) = if i % 2 == 0 {
+            ("amy", json!([format!("pair-x{}", i / 2), format!("pair-y{}", i / 2)]))
+        } else {
+            ("ben", json!([format!("pair-y{}", i / 2), format!("pair-x{}", i / 2)]))
+        };
+        let token = app.token(requester, &[]);
+        let body = json!({"environment": "dev", "instance_ids": dev, "subjects": subjects, "duration_minutes": 30, "reason": "pairing"});
+        async move { app.create_request(&token, body).await }
+    });
+    for (status, body) in futures::future::join_all(calls).await {
+        assert_eq!(status, 201, "{body}");
+    }
+}
+
+#[tokio::test]
+async fn a_grant_whose_first_send_failed_is_not_sent_after_its_instance_moved() {
+    let app = spawn_app().await;
+    let dev = dev_instances(&app, 1).await;
+    let alice = app.token("alice", &[]);
+    // The first send fails (the grant is left "sending"); before the retry the instance moves to prod.
+    app.control("throttle", json!({"account": app.account_id, "calls": 1}))
+        .await;
+    let (_, req) = app
+        .create_request(&alice, json!({"environment": "dev", "instance_ids": dev, "duration_minutes": 30, "reason": "deploy"}))
+        .await;
+    let id = req["id"].as_str().unwrap().to_owned();
+    assert!(matches!(
+        app.worker.run_once().await.unwrap(),
+        gatekeeper::worker::RunOutcome::Retry { .. }
+    ));
+    app.ec2
+        .create_tags()
+        .resources(&dev[0])
+        .tags(Tag::builder().key("Environment").value("prod").build())
+        .send()
+        .await
+        .unwrap();
+    app.sync().await;
+    app.advance_to(app.clock.now() + chrono::Duration::minutes(1))
+        .await;
+    let creates = app
+        .commands()
+        .await
+        .iter()
+        .filter(|c| c.document_name() == Some("Gatekeeper-LinuxCreateUser"))
+        .count();
+    assert_eq!(creates, 0, "a create went to an instance now in prod");
+    let detail = app.request(&alice, &id).await;
+    assert_eq!(detail["status"], "failed", "{detail}");
+    assert!(
+        actions(&detail).contains(&"grant_refused".to_owned()),
+        "{detail}"
+    );
+}

@@ -140,6 +140,26 @@ async fn authentication_is_required_and_checked() {
     assert_eq!((status, code(&b)), (401, "invalid_token"), "{b}");
     assert!(b["message"].as_str().unwrap().contains("crit"), "{b}");
 
+    // Signed tokens with extreme times are refused, not a crash.
+    let key = jsonwebtoken::EncodingKey::from_secret(
+        app.ctx.settings.auth.jwt_secret.expose().as_bytes(),
+    );
+    for (iat, exp) in [(-1i64, i64::MAX), (i64::MIN, 4_102_444_800), (0, i64::MAX)] {
+        let claims = json!({"sub": "alice", "groups": [], "iss": "gatekeeper", "aud": "gatekeeper", "iat": iat, "exp": exp});
+        let token = jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+            &claims,
+            &key,
+        )
+        .unwrap();
+        let (status, b) = app.get("/api/v1/me", Some(&token)).await;
+        assert_eq!(
+            (status, code(&b)),
+            (401, "invalid_token"),
+            "iat {iat} exp {exp}: {b}"
+        );
+    }
+
     let alice = app.token("alice", &["dev-approvers"]);
     let (status, me) = app.get("/api/v1/me", Some(&alice)).await;
     assert_eq!(status, 200);
@@ -194,8 +214,36 @@ async fn malformed_requests_get_400_and_unknown_routes_404() {
         r#"{{"environment":"dev","instance_ids":[],"duration_minutes":5,"reason":"{}"}}"#,
         "x".repeat(70_000)
     );
-    let (status, _) = app.post_raw("/api/v1/requests", &alice, &big).await;
-    assert!(status == 400 || status == 413, "oversized body: {status}");
+    let (status, b) = app.post_raw("/api/v1/requests", &alice, &big).await;
+    assert_eq!((status, code(&b)), (413, "payload_too_large"), "{b}");
+    let big_comment = format!(r#"{{"comment":"{}"}}"#, "x".repeat(70_000));
+    let (status, b) = app
+        .post_raw(
+            &format!("/api/v1/requests/{}/approve", uuid::Uuid::new_v4()),
+            &alice,
+            &big_comment,
+        )
+        .await;
+    assert_eq!((status, code(&b)), (413, "payload_too_large"), "{b}");
+    // Comment bodies are JSON too.
+    let form = app
+        .http
+        .post(format!(
+            "{}/api/v1/requests/{}/approve",
+            app.address,
+            uuid::Uuid::new_v4()
+        ))
+        .bearer_auth(&alice)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("comment=ok")
+        .send()
+        .await
+        .unwrap();
+    let (status, b) = read(form).await;
+    assert_eq!((status, code(&b)), (400, "invalid_body"), "{b}");
+    // Repeated slashes are one: this is the API's health, not a page of the browser client.
+    let (status, b) = app.get("//api/v1//health", None).await;
+    assert_eq!((status, b["status"].as_str()), (200, Some("ok")), "{b}");
     let (status, b) = app.get("/api/v1/instances?limit=abc", Some(&alice)).await;
     assert_eq!((status, code(&b)), (400, "invalid_query"));
     let (status, b) = app.get("/api/v1/instances?bogus=1", Some(&alice)).await;
@@ -225,10 +273,15 @@ async fn malformed_requests_get_400_and_unknown_routes_404() {
         )
         .await;
     assert_eq!((status, code(&b)), (400, "invalid_body"), "{b}");
+    // A comment body as an array is refused before the request is even looked up.
     let (status, b) = app
-        .post_raw("/api/v1/requests/x/approve", &alice, r#"["ok"]"#)
+        .post_raw(
+            &format!("/api/v1/requests/{}/approve", uuid::Uuid::new_v4()),
+            &alice,
+            r#"["ok"]"#,
+        )
         .await;
-    assert!(status == 400 || status == 404, "{status} {b}");
+    assert_eq!((status, code(&b)), (400, "invalid_body"), "{b}");
     let (status, b) = app
         .post_raw(
             "/api/v1/requests",

@@ -590,6 +590,12 @@ fn sshd_refuses_a_key_after_its_end_even_before_removal() {
         .starts_with("gk-dave\nsudo-works"),
         "works before the end"
     );
+    let early = sb.root("setpriv --reuid=gk-dave --regid=gk-dave --init-groups sudo -n true");
+    assert!(
+        early.status.success(),
+        "the positive control: {}",
+        text(&early)
+    );
     while Utc::now() < end + chrono::Duration::seconds(2) {
         std::thread::sleep(Duration::from_millis(500));
     }
@@ -598,7 +604,8 @@ fn sshd_refuses_a_key_after_its_end_even_before_removal() {
         !sb.ssh(&k.file, "gk-dave", "true").status.success(),
         "sshd refuses the key after its expiry-time"
     );
-    // sudo refuses the rule after its end too (NOTAFTER), for a session that was already open.
+    // sudo refuses the rule after its end too (NOTAFTER), for a session that was already open. The
+    // same command worked before the end, so this is the rule ending, not the way sudo is called.
     let late = sb.root("setpriv --reuid=gk-dave --regid=gk-dave --init-groups sudo -n true");
     assert!(
         !late.status.success(),
@@ -979,7 +986,8 @@ fn sudo_ends_with_its_grant_and_root_processes_with_the_account() {
     ));
     assert!(sb.root("pgrep -u 0 -f 'sleep 100[1]'").status.success());
 
-    // The sudo grant ends while the other keeps the account: its root shell and the user's sessions end.
+    // The sudo grant ends while the other keeps the account: its root shell ends, the user's own
+    // processes stay.
     let out = ok(remove(&sb, "gk-sam", &with_sudo));
     assert!(out.contains("sudo of gk-sam ended"), "{out}");
     assert!(sb.user_exists("gk-sam"));
@@ -987,7 +995,21 @@ fn sudo_ends_with_its_grant_and_root_processes_with_the_account() {
         !sb.root("pgrep -f 'sleep 100[1]'").status.success(),
         "the root shell survived: {out}"
     );
-    assert!(!sb.root("pgrep -f 'sleep 100[2]'").status.success());
+    assert!(
+        sb.root("pgrep -u gk-sam -f 'sleep 100[2]'")
+            .status
+            .success(),
+        "the user's own process was ended"
+    );
+    // Decided from what is true now, not from the grant's record: a retry (the record is gone by
+    // then) still ends a root shell of the user's sessions.
+    start_as_root_in_session_of(&sb, "gk-sam", "sleep 1004");
+    let out = ok(remove(&sb, "gk-sam", &with_sudo));
+    assert!(out.contains("sudo of gk-sam ended"), "{out}");
+    assert!(
+        !sb.root("pgrep -f 'sleep 100[4]'").status.success(),
+        "{out}"
+    );
     assert!(!sb.ssh(&kb.file, "gk-sam", "sudo -n true").status.success());
     assert!(ok(sb.ssh(&kb.file, "gk-sam", "id -un")).starts_with("gk-sam"));
     // The account's last-resort expiry follows the grant that remains.
