@@ -331,6 +331,32 @@ test('Windows: the password made on the instance is revealed on click', async ()
   await bob.context.close();
 });
 
+test('signing in and searching work with the keyboard alone', async () => {
+  const identities = await (await fetch(`${BASE}/api/v1/demo/identities`)).json();
+  const token = identities.find((i) => i.sub === 'alice').token;
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  await page.goto(BASE);
+  await page.getByLabel('Bearer token').waitFor();
+  // Tab into the token field (no mouse), type, Tab to the button, Enter.
+  for (let i = 0; i < 10 && !(await page.getByLabel('Bearer token').evaluate((e) => e === document.activeElement)); i++) {
+    await page.keyboard.press('Tab');
+  }
+  await page.keyboard.type(token);
+  await page.keyboard.press('Tab');
+  assert.equal(await page.evaluate(() => document.activeElement.textContent), 'Sign in');
+  await page.keyboard.press('Enter');
+  await page.locator('header .who').getByText('(alice ·').waitFor();
+  // The search form takes Enter from its text field.
+  await page.getByLabel('Search').first().focus();
+  await page.keyboard.type('ledger');
+  await page.keyboard.press('Enter');
+  await page.locator('table.instances tbody tr').first().waitFor();
+  const names = await page.locator('table.instances tbody tr td:nth-child(2)').allTextContents();
+  assert.ok(names.length > 0 && names.every((n) => n.includes('ledger')), `names: ${names}`);
+  await context.close();
+});
+
 test('nothing went wrong in the browser consoles', () => {
   assert.deepEqual(problems, []);
 });
