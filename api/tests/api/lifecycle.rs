@@ -23,6 +23,15 @@ async fn dev_instances(app: &TestApp, count: i32) -> Vec<String> {
     ids
 }
 
+/// Alice's 30-minute dev request for `instances` (approved at once); its id.
+async fn deploy(app: &TestApp, alice: &str, instances: &[String]) -> String {
+    let (status, req) = app
+        .create_request(alice, json!({"environment": "dev", "instance_ids": instances, "duration_minutes": 30, "reason": "deploy"}))
+        .await;
+    assert_eq!(status, 201, "{req}");
+    req["id"].as_str().unwrap().to_owned()
+}
+
 fn grant_status(detail: &Value, instance: &str) -> String {
     detail["grants"]
         .as_array()
@@ -97,10 +106,7 @@ async fn the_worker_grants_nothing_on_an_instance_that_left_the_environment() {
     let dev = dev_instances(&app, 2).await;
     let alice = app.token("alice", &[]);
     // Approved at once; before the worker gets to it, one instance is retagged into prod.
-    let (_, req) = app
-        .create_request(&alice, json!({"environment": "dev", "instance_ids": dev, "duration_minutes": 30, "reason": "deploy"}))
-        .await;
-    let id = req["id"].as_str().unwrap().to_owned();
+    let id = deploy(&app, &alice, &dev).await;
     app.ec2
         .create_tags()
         .resources(&dev[1])
@@ -143,10 +149,7 @@ async fn access_ended_while_it_is_being_granted_is_removed_as_soon_as_it_exists(
         json!([{"instance_id": dev[0], "document": "Gatekeeper-LinuxCreateUser", "status": "InProgress", "for_looks": 3}]),
     )
     .await;
-    let (_, req) = app
-        .create_request(&alice, json!({"environment": "dev", "instance_ids": [dev[0]], "duration_minutes": 30, "reason": "deploy"}))
-        .await;
-    let id = req["id"].as_str().unwrap().to_owned();
+    let id = deploy(&app, &alice, &dev[..1]).await;
     // Step by step until the create is sent and still running.
     let until = loop {
         if let gatekeeper::worker::RunOutcome::Waiting { until, .. } =
@@ -206,10 +209,7 @@ async fn one_instance_that_cannot_take_commands_never_holds_up_the_others_remova
     let app = spawn_app().await;
     let dev = dev_instances(&app, 3).await;
     let alice = app.token("alice", &[]);
-    let (_, req) = app
-        .create_request(&alice, json!({"environment": "dev", "instance_ids": dev, "duration_minutes": 30, "reason": "deploy"}))
-        .await;
-    let id = req["id"].as_str().unwrap().to_owned();
+    let id = deploy(&app, &alice, &dev).await;
     app.settle().await;
     assert_eq!(app.request(&alice, &id).await["status"], "active");
 
@@ -341,10 +341,7 @@ async fn no_credentials_after_the_end_even_before_the_revoke_runs() {
     let app = spawn_app().await;
     let dev = dev_instances(&app, 1).await;
     let alice = app.token("alice", &[]);
-    let (_, req) = app
-        .create_request(&alice, json!({"environment": "dev", "instance_ids": dev, "duration_minutes": 30, "reason": "deploy"}))
-        .await;
-    let id = req["id"].as_str().unwrap().to_owned();
+    let id = deploy(&app, &alice, &dev).await;
     app.settle().await;
     let detail = app.request(&alice, &id).await;
     assert_eq!(detail["status"], "active");
@@ -372,10 +369,7 @@ async fn a_create_whose_send_may_have_arrived_is_removed_after_it_could_have_run
     // Every attempt to send the create fails in a way that does not say whether SSM took it.
     app.control("throttle", json!({"account": app.account_id, "calls": 5}))
         .await;
-    let (_, req) = app
-        .create_request(&alice, json!({"environment": "dev", "instance_ids": dev, "duration_minutes": 30, "reason": "deploy"}))
-        .await;
-    let id = req["id"].as_str().unwrap().to_owned();
+    let id = deploy(&app, &alice, &dev).await;
     let failed_at = app.clock.now();
     app.settle_through_retries().await;
     let detail = app.request(&alice, &id).await;
@@ -434,10 +428,7 @@ async fn a_grant_whose_first_send_failed_is_not_sent_after_its_instance_moved() 
     // The first send fails (the grant is left "sending"); before the retry the instance moves to prod.
     app.control("throttle", json!({"account": app.account_id, "calls": 1}))
         .await;
-    let (_, req) = app
-        .create_request(&alice, json!({"environment": "dev", "instance_ids": dev, "duration_minutes": 30, "reason": "deploy"}))
-        .await;
-    let id = req["id"].as_str().unwrap().to_owned();
+    let id = deploy(&app, &alice, &dev).await;
     assert!(matches!(
         app.worker.run_once().await.unwrap(),
         gatekeeper::worker::RunOutcome::Retry { .. }
