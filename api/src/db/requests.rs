@@ -151,13 +151,6 @@ pub fn set_expires_at(conn: &mut DbConnection, id: &str, at: NaiveDateTime) -> D
     Ok(())
 }
 
-pub fn set_activated_at(conn: &mut DbConnection, id: &str, at: NaiveDateTime) -> DbResult<()> {
-    diesel::update(requests::table.find(id))
-        .set(requests::activated_at.eq(Some(at)))
-        .execute(conn)?;
-    Ok(())
-}
-
 pub fn set_ended(
     conn: &mut DbConnection,
     id: &str,

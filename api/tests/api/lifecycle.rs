@@ -23,6 +23,18 @@ async fn dev_instances(app: &TestApp, count: i32) -> Vec<String> {
     ids
 }
 
+/// Retags an instance into prod and syncs the inventory.
+async fn retag_into_prod(app: &TestApp, instance: &str) {
+    app.ec2
+        .create_tags()
+        .resources(instance)
+        .tags(Tag::builder().key("Environment").value("prod").build())
+        .send()
+        .await
+        .unwrap();
+    app.sync().await;
+}
+
 /// Alice's 30-minute dev request for `instances` (approved at once); its id.
 async fn deploy(app: &TestApp, alice: &str, instances: &[String]) -> String {
     let (status, req) = app
@@ -59,14 +71,7 @@ async fn an_instance_that_changed_while_a_request_waited_is_not_granted() {
     let id = req["id"].as_str().unwrap().to_owned();
 
     // Meanwhile the instance is retagged into prod, whose approvers are other people.
-    app.ec2
-        .create_tags()
-        .resources(&dev[0])
-        .tags(Tag::builder().key("Environment").value("prod").build())
-        .send()
-        .await
-        .unwrap();
-    app.sync().await;
+    retag_into_prod(&app, &dev[0]).await;
     let (status, body) = app
         .post(
             &format!("/api/v1/requests/{id}/approve"),
@@ -107,14 +112,7 @@ async fn the_worker_grants_nothing_on_an_instance_that_left_the_environment() {
     let alice = app.token("alice", &[]);
     // Approved at once; before the worker gets to it, one instance is retagged into prod.
     let id = deploy(&app, &alice, &dev).await;
-    app.ec2
-        .create_tags()
-        .resources(&dev[1])
-        .tags(Tag::builder().key("Environment").value("prod").build())
-        .send()
-        .await
-        .unwrap();
-    app.sync().await;
+    retag_into_prod(&app, &dev[1]).await;
     app.settle().await;
     let detail = app.request(&alice, &id).await;
     assert!(
@@ -433,14 +431,7 @@ async fn a_grant_whose_first_send_failed_is_not_sent_after_its_instance_moved() 
         app.worker.run_once().await.unwrap(),
         gatekeeper::worker::RunOutcome::Retry { .. }
     ));
-    app.ec2
-        .create_tags()
-        .resources(&dev[0])
-        .tags(Tag::builder().key("Environment").value("prod").build())
-        .send()
-        .await
-        .unwrap();
-    app.sync().await;
+    retag_into_prod(&app, &dev[0]).await;
     app.advance_to(app.clock.now() + chrono::Duration::minutes(1))
         .await;
     let creates = app
